@@ -1,0 +1,53 @@
+/**
+ * Product error codes for the LLaVA Lens protocol.
+ *
+ * JSON-RPC reserves -32768..-32000 (and LSP -32899..-32800); our codes are positive integers in
+ * 1000..1999 so a client can tell "the daemon refused this for a product reason" from a transport
+ * error. Every message carries what went wrong *and* what to do about it.
+ */
+export enum LensErrorCode {
+  /** `lens/ask` or a model-dependent call before `lens/loadModel` succeeded. */
+  ModelNotLoaded = 1001,
+  /** The model folder is missing, incomplete or inconsistent (message names the file). */
+  InvalidModelFolder = 1002,
+  /** onnxruntime refused to create a session (message carries its reason). */
+  ModelLoadFailed = 1003,
+  /** The requested execution provider is not available in this onnxruntime build. */
+  DeviceUnavailable = 1004,
+  /** Image bytes could not be decoded (corrupt, truncated, empty). */
+  ImageDecodeFailed = 1010,
+  /** Image format not supported by the decoder. */
+  UnsupportedImage = 1011,
+  /** Image over the configured pixel limit. */
+  ImageTooLarge = 1012,
+  /** Image path could not be read. */
+  ImageNotFound = 1013,
+  /** Rendered prompt (with image tokens) does not fit the model's context. */
+  PromptTooLong = 1020,
+  /** Parameters have the wrong shape or values. */
+  InvalidParams = 1030,
+  /** Unknown conversation id. */
+  UnknownConversation = 1031,
+  /** The daemon's queue is full. */
+  Busy = 1040,
+  /** The request was cancelled before it produced anything to return (e.g. a model load). */
+  Cancelled = 1041,
+  /** Anything unexpected; the daemon keeps serving. */
+  Internal = 1099,
+}
+
+/** A typed error that crosses the daemon boundary as a JSON-RPC `ResponseError`. */
+export class LensError extends Error {
+  constructor(
+    readonly code: LensErrorCode,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+    this.name = 'LensError';
+  }
+}
+
+export function isLensError(e: unknown): e is LensError {
+  return e instanceof LensError;
+}

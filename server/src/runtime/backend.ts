@@ -1,0 +1,116 @@
+/**
+ * onnxruntime session creation and execution-provider choice.
+ *
+ * `device: auto` tries the GPU providers this platform's onnxruntime-node can offer, in order,
+ * and falls back to CPU, logging why each was skipped. A provider list handed to onnxruntime
+ * does not fall back by itself when a provider's libraries are missing, so we try one at a time.
+ * The provider that created the first session is used for the others.
+ *
+ * CUDA on Linux x64 needs the CUDA provider libraries, which onnxruntime-node's install script
+ * downloads; this project skips that script (see README "GPU"), so a user who wants CUDA runs
+ * `npx --yes onnxruntime-node-install --cuda`-style reinstall as documented there.
+ */
+import * as ort from 'onnxruntime-node';
+import { LensError, LensErrorCode } from '../../../common/errors';
+import type { Device } from './types';
+
+/** Order tried by `auto`, per platform. webgpu is only used when asked for explicitly. */
+export function autoProviderOrder(platform: NodeJS.Platform = process.platform, arch: string = process.arch): string[] {
+  if (platform === 'win32') return arch === 'x64' ? ['dml', 'cuda', 'cpu'] : ['dml', 'cpu'];
+  if (platform === 'darwin') return ['coreml', 'cpu'];
+  if (platform === 'linux' && arch === 'x64') return ['cuda', 'cpu'];
+  return ['cpu'];
+}
+
+/** Providers compiled into this onnxruntime-node build (whether their libraries load is another matter). */
+export function availableProviders(): string[] {
+  const list = (ort as unknown as { listSupportedBackends?: () => Array<{ name: string }> }).listSupportedBackends?.() ?? [];
+  const names = list.map((b) => b.name);
+  return names.length ? names : ['cpu'];
+}
+
+export interface SessionFactoryOptions {
+  /** Threads for one operator; undefined lets onnxruntime choose (one per physical core). */
+  intraOpNumThreads?: number;
+  log: (msg: string) => void;
+}
+
+function sessionOptions(provider: string, o: SessionFactoryOptions): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [provider as ort.InferenceSession.ExecutionProviderConfig],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: o.intraOpNumThreads,
+    logSeverityLevel: 3,
+  };
+}
+
+/**
+ * Creates a session from a file path (so external data next to the graph resolves) with the
+ * first provider that works. Returns the session and the provider that ran.
+ * Throws LensError(DeviceUnavailable) when an explicitly requested device cannot be used, and
+ * LensError(ModelLoadFailed) when onnxruntime rejects the graph itself.
+ */
+export async function createSession(
+  file: string,
+  device: Device | string,
+  o: SessionFactoryOptions,
+): Promise<{ session: ort.InferenceSession; provider: string }> {
+  const candidates = device === 'auto' ? autoProviderOrder() : [device];
+  const compiled = availableProviders();
+  const reasons: string[] = [];
+  for (const provider of candidates) {
+    if (provider !== 'cpu' && !compiled.includes(provider)) {
+      reasons.push(`${provider}: not in this onnxruntime-node build (has ${compiled.join(', ')})`);
+      continue;
+    }
+    try {
+      const session = await ort.InferenceSession.create(file, sessionOptions(provider, o));
+      if (reasons.length) o.log(`execution provider: using ${provider}; skipped ${reasons.join('; ')}`);
+      return { session, provider };
+    } catch (e) {
+      const msg = (e as Error).message ?? String(e);
+      if (provider === 'cpu' || device !== 'auto') {
+        const looksLikeProvider = /provider|cuda|dml|coreml|webgpu|libonnxruntime_providers|\.so|dll/i.test(msg) && provider !== 'cpu';
+        if (looksLikeProvider) {
+          throw new LensError(
+            LensErrorCode.DeviceUnavailable,
+            `device '${provider}' is not usable here (${firstLine(msg)}): use device 'auto' or 'cpu', or install the ${provider} provider (README "GPU").`,
+          );
+        }
+        throw new LensError(LensErrorCode.ModelLoadFailed, `onnxruntime could not load ${file}: ${firstLine(msg)}. The file may be corrupt or from an unsupported exporter; download it again.`);
+      }
+      reasons.push(`${provider}: ${firstLine(msg)}`);
+      o.log(`execution provider ${provider} failed for ${file}: ${firstLine(msg)}; trying the next`);
+    }
+  }
+  throw new LensError(LensErrorCode.DeviceUnavailable, `no execution provider worked: ${reasons.join('; ')}`);
+}
+
+function firstLine(s: string): string {
+  const line = s.split('\n').find((l) => l.trim()) ?? s;
+  return line.length > 300 ? line.slice(0, 300) + '…' : line;
+}
+
+/** Tensor metadata of one session input/output, with symbolic dims as strings. */
+export interface IoMeta {
+  name: string;
+  type: string;
+  shape: ReadonlyArray<number | string>;
+}
+
+export function inputMeta(session: ort.InferenceSession): Map<string, IoMeta> {
+  return metaMap(session.inputMetadata);
+}
+
+export function outputMeta(session: ort.InferenceSession): Map<string, IoMeta> {
+  return metaMap(session.outputMetadata);
+}
+
+function metaMap(list: readonly ort.InferenceSession.ValueMetadata[]): Map<string, IoMeta> {
+  const m = new Map<string, IoMeta>();
+  for (const v of list) {
+    if (!v.isTensor) continue;
+    m.set(v.name, { name: v.name, type: v.type, shape: v.shape });
+  }
+  return m;
+}

@@ -1,0 +1,339 @@
+/**
+ * OnnxEngine: the `Engine` the daemon runs — a LLaVA-family model on onnxruntime-node.
+ *
+ * A request follows the data, one module per stage:
+ *   image.ts (decode) -> preprocess.ts (pixel values) -> vision.ts (+ anyres.ts) (feature rows)
+ *   -> prompt.ts (template, tokens) -> merge.ts (image slots) -> embed.ts + decoder.ts (prefill,
+ *   KV cache in kvcache.ts) -> generate.ts (+ sampler.ts) -> answer.
+ * Conversations (conversations.ts) keep ids, image features and a KV cache between turns, so a
+ * follow-up only prefills its new tokens.
+ *
+ * Not re-entrant: the daemon runs one call at a time.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import type * as ort from 'onnxruntime-node';
+import { LensError, LensErrorCode } from '../../../common/errors';
+import { createSession } from './backend';
+import { ConversationStore, DEFAULT_LIMITS, type Conversation, type ConversationLimits } from './conversations';
+import { DebugDump } from './debug';
+import { Decoder } from './decoder';
+import { Embedder } from './embed';
+import { generate } from './generate';
+import { decodeImage } from './image';
+import { expandImageTokens, mergeImageFeatures, type ImageFeatures } from './merge';
+import { readModelSpec, type ModelSpec } from './modelSpec';
+import { preprocess, type PixelValues } from './preprocess';
+import { PromptFormat, type ChatMessage } from './prompt';
+import { makeRng, validateSamplerOptions } from './sampler';
+import type { AnswerDelta, AskRequest, AskResult, Engine, ImageInput, LoadOptions, LoadProgress, ModelInfo, Timings } from './types';
+import { VisionEncoder } from './vision';
+
+export interface OnnxEngineOptions {
+  log?: (msg: string) => void;
+  limits?: Partial<ConversationLimits>;
+  intraOpNumThreads?: number;
+  /** Vision feature cache entries (by image bytes + preprocessing). */
+  visionCacheSize?: number;
+}
+
+interface Loaded {
+  spec: ModelSpec;
+  format: PromptFormat;
+  sessions: ort.InferenceSession[];
+  vision: VisionEncoder;
+  embedder: Embedder;
+  decoder: Decoder;
+  eosIds: Set<number>;
+  info: ModelInfo;
+  maxImagePixels: number;
+}
+
+const DEFAULT_MAX_PIXELS = 50e6;
+
+export class OnnxEngine implements Engine {
+  private model: Loaded | undefined;
+  private readonly store: ConversationStore;
+  private readonly visionCache = new Map<string, ImageFeatures>();
+  private readonly log: (msg: string) => void;
+
+  constructor(private readonly opts: OnnxEngineOptions = {}) {
+    this.log = opts.log ?? (() => undefined);
+    this.store = new ConversationStore({ ...DEFAULT_LIMITS, ...opts.limits });
+  }
+
+  info(): ModelInfo | undefined {
+    return this.model?.info;
+  }
+
+  /** Bytes held by kept KV caches. */
+  kvBytes(): number {
+    return this.store.kvBytes();
+  }
+
+  async load(dir: string, options: LoadOptions, onProgress: (p: LoadProgress) => void, signal: AbortSignal): Promise<ModelInfo> {
+    await this.unload();
+    const sessions: ort.InferenceSession[] = [];
+    const cancelled = () => {
+      if (signal.aborted) throw new LensError(LensErrorCode.Cancelled, `loading ${dir} was cancelled.`);
+    };
+    try {
+      onProgress({ percent: 2, message: 'reading model folder' });
+      const spec = readModelSpec(dir, options.dtype);
+      const format = new PromptFormat(spec.chatTemplate.template, spec.tokenizerJson, spec.tokenizerConfig);
+      if (format.tokenId(spec.imageToken) !== spec.imageTokenId) {
+        throw new LensError(LensErrorCode.InvalidModelFolder, `tokenizer.json maps '${spec.imageToken}' to ${format.tokenId(spec.imageToken)}, config.json says image_token_index ${spec.imageTokenId}: tokenizer and config come from different models?`);
+      }
+      cancelled();
+      const device = options.device ?? 'auto';
+      const sessionOpts = { intraOpNumThreads: this.opts.intraOpNumThreads, log: this.log };
+      onProgress({ percent: 10, message: `loading vision encoder (${spec.files.vision_encoder.dtype})` });
+      const v = await createSession(spec.files.vision_encoder.path, device, sessionOpts);
+      sessions.push(v.session);
+      cancelled();
+      onProgress({ percent: 45, message: `loading token embeddings (${spec.files.embed_tokens.dtype}) on ${v.provider}` });
+      const e = await createSession(spec.files.embed_tokens.path, v.provider, sessionOpts);
+      sessions.push(e.session);
+      cancelled();
+      onProgress({ percent: 55, message: `loading decoder (${spec.files.decoder_model_merged.dtype}) on ${v.provider}` });
+      const d = await createSession(spec.files.decoder_model_merged.path, v.provider, sessionOpts);
+      sessions.push(d.session);
+      cancelled();
+      onProgress({ percent: 95, message: 'checking model' });
+
+      const vision = new VisionEncoder(v.session, spec.preprocess, spec.vision.patchSize, this.log);
+      const embedder = new Embedder(e.session);
+      const decoder = new Decoder(d.session, spec.text.numKvHeads, spec.text.headDim);
+      // Invariants where stages meet, with a hint (llama.cpp mtmd style).
+      const H = spec.text.hiddenSize;
+      if (vision.featureWidth !== undefined && vision.featureWidth !== H) {
+        throw new LensError(LensErrorCode.InvalidModelFolder, `projector width ${vision.featureWidth} != LLM hidden ${H}: wrong vision encoder file for this decoder (${spec.files.vision_encoder.path})?`);
+      }
+      if (embedder.hiddenSize !== undefined && embedder.hiddenSize !== H) {
+        throw new LensError(LensErrorCode.InvalidModelFolder, `embed_tokens width ${embedder.hiddenSize} != LLM hidden ${H} (config.json): wrong embed_tokens file?`);
+      }
+      if (decoder.hiddenSize !== undefined && decoder.hiddenSize !== H) {
+        throw new LensError(LensErrorCode.InvalidModelFolder, `decoder inputs_embeds width ${decoder.hiddenSize} != hidden_size ${H} in config.json: config and decoder come from different models?`);
+      }
+      const eosIds = new Set([...spec.eosTokenIds, ...format.turnSeparatorIds()]);
+      if (eosIds.size === 0) this.log('warning: no EOS token found in config.json or the chat template; answers end only at maxTokens or a stop string');
+      const info: ModelInfo = {
+        path: spec.dir,
+        name: spec.name,
+        modelType: spec.modelType,
+        device: v.provider,
+        dtype: {
+          vision_encoder: spec.files.vision_encoder.dtype,
+          embed_tokens: spec.files.embed_tokens.dtype,
+          decoder_model_merged: spec.files.decoder_model_merged.dtype,
+        },
+        contextLength: spec.text.maxPositions,
+        imagesPerPrompt: 4,
+        toolCallFormat: spec.toolCallFormat,
+        isTestModel: spec.isTestModel,
+      };
+      this.model = { spec, format, sessions, vision, embedder, decoder, eosIds, info, maxImagePixels: options.maxImagePixels ?? DEFAULT_MAX_PIXELS };
+      this.log(`loaded ${spec.dir} on ${v.provider} (vision packing: ${vision.mode}; ${spec.text.numLayers} layers, context ${spec.text.maxPositions})`);
+      onProgress({ percent: 100, message: 'ready' });
+      return info;
+    } catch (err) {
+      await Promise.all(sessions.map((s) => s.release().catch(() => undefined)));
+      throw err;
+    }
+  }
+
+  async unload(): Promise<void> {
+    const m = this.model;
+    this.model = undefined;
+    this.store.clear();
+    this.visionCache.clear();
+    if (m) await Promise.all(m.sessions.map((s) => s.release().catch(() => undefined)));
+  }
+
+  forget(conversationId: string): void {
+    this.store.delete(conversationId);
+  }
+
+  async ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal): Promise<AskResult> {
+    const m = this.model;
+    if (!m) throw new LensError(LensErrorCode.ModelNotLoaded, 'no model is loaded: call lens/loadModel (or pass --model) first.');
+    const t0 = performance.now();
+    const o = req.options;
+    const bad = validateSamplerOptions(o);
+    if (bad) throw new LensError(LensErrorCode.InvalidParams, bad);
+    if (!Number.isInteger(o.maxTokens) || o.maxTokens < 1) throw new LensError(LensErrorCode.InvalidParams, `maxTokens must be a positive integer, got ${o.maxTokens}`);
+    let conv: Conversation;
+    if (req.conversationId !== undefined) {
+      const c = this.store.get(req.conversationId);
+      if (!c) throw new LensError(LensErrorCode.UnknownConversation, `unknown conversation '${req.conversationId}' (it may have expired or the daemon restarted): start a new one by leaving out conversationId.`);
+      conv = c;
+    } else conv = this.store.create();
+    const debug = new DebugDump();
+    const timings: Timings = { decodeImageMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, firstTokenMs: 0, totalMs: 0, promptTokens: 0, imageTokens: 0, newTokens: 0, decodeTokensPerSec: 0 };
+    const cancelledResult = (): AskResult => {
+      timings.totalMs = performance.now() - t0;
+      return { text: '', tokenIds: [], conversationId: conv.id, finishReason: 'cancelled', timings, device: m.info.device, model: m.info.name };
+    };
+
+    // 1-2. decode and preprocess the images
+    const pixels: PixelValues[] = [];
+    const keys: string[] = [];
+    for (const input of req.images) {
+      let t = performance.now();
+      const bytes = await readImageBytes(input);
+      const img = await decodeImage({ bytes, mimeType: 'mimeType' in input ? input.mimeType : undefined }, { maxPixels: m.maxImagePixels });
+      timings.decodeImageMs += performance.now() - t;
+      t = performance.now();
+      const spec = m.vision.wantsTiles ? m.spec.preprocess : { ...m.spec.preprocess, anyres: undefined };
+      const pv = await preprocess(img, spec);
+      timings.preprocessMs += performance.now() - t;
+      debug.tensor('pixel_values', pv.data, pv.dims);
+      pixels.push(pv);
+      keys.push(createHash('sha256').update(bytes).update(JSON.stringify(spec)).update(m.info.path).update(m.vision.mode).digest('hex'));
+    }
+
+    // 3. prompt ids, with image slots sized by the rows each image will take
+    const userMsg: ChatMessage = { role: 'user', text: req.prompt, images: req.images.length };
+    this.trimHistory(conv);
+    let plan = this.planPrompt(m, conv, userMsg, pixels.map((p) => m.vision.expectedRows(p)));
+
+    // 4. vision encoder (cached by image bytes + preprocessing)
+    const t4 = performance.now();
+    const feats: ImageFeatures[] = [];
+    for (let i = 0; i < pixels.length; i++) {
+      let f = this.visionCache.get(keys[i]);
+      if (!f) {
+        f = await m.vision.encode(pixels[i], signal);
+        if (!f) return cancelledResult();
+        this.rememberFeatures(keys[i], f);
+      }
+      debug.tensor('image_features', f.data, [f.rows, f.data.length / f.rows]);
+      feats.push(f);
+    }
+    timings.visionMs = performance.now() - t4;
+    if (feats.some((f, i) => f.rows !== plan.newRows[i])) plan = this.planPrompt(m, conv, userMsg, feats.map((f) => f.rows));
+    if (signal.aborted) return cancelledResult();
+
+    // 5. prefill the new part of the context
+    const t5 = performance.now();
+    const contextIds = [...plan.baseIds, ...plan.newIds];
+    const start = plan.reuse && conv.cache ? conv.cache.length : 0;
+    const forwardIds = contextIds.slice(start);
+    const images = start === 0 ? [...(plan.reuse ? conv.images : plan.historyImages), ...feats] : feats;
+    const embeds = await m.embedder.embed(forwardIds);
+    const skip = start === 0 ? 0 : plan.baseIds.length - start; // generated ids before the new prompt
+    mergeImageFeatures(embeds.subarray(skip * m.spec.text.hiddenSize), forwardIds.slice(skip), m.spec.imageTokenId, m.spec.text.hiddenSize, images);
+    debug.tensor('inputs_embeds', embeds, [forwardIds.length, m.spec.text.hiddenSize]);
+    const startCache = start === 0 ? m.decoder.emptyCache() : conv.cache!;
+    const pre = await m.decoder.step(embeds, forwardIds.length, startCache);
+    timings.prefillMs = performance.now() - t5;
+    timings.promptTokens = contextIds.length;
+    timings.imageTokens = feats.reduce((n, f) => n + f.rows, 0);
+    debug.tensor('logits_first', pre.logits, [pre.logits.length]);
+    if (signal.aborted) {
+      pre.cache.dispose();
+      return cancelledResult();
+    }
+    if (startCache !== conv.cache) conv.cache?.dispose();
+    conv.cache = undefined;
+
+    // 6. generate
+    const gen = await generate({
+      decoder: m.decoder,
+      embedder: m.embedder,
+      format: m.format,
+      cache: pre.cache,
+      logits: pre.logits,
+      contextIds,
+      sampler: o,
+      rng: makeRng(o.seed ?? (Math.random() * 2 ** 32) >>> 0),
+      maxTokens: o.maxTokens,
+      maxContext: m.spec.text.maxPositions,
+      eosIds: m.eosIds,
+      stop: o.stop,
+      signal,
+      onToken: (text, tokenId) => onDelta({ text, tokenId }),
+    });
+    const tEnd = performance.now();
+
+    // 7. record the turn
+    conv.messages.push(userMsg, { role: 'assistant', text: gen.text, images: 0 });
+    conv.ids = contextIds;
+    conv.images = [...(plan.reuse ? conv.images : plan.historyImages), ...feats];
+    conv.lastAnswerIds = gen.tokenIds;
+    conv.cache = gen.cache;
+    this.store.touch(conv);
+
+    timings.firstTokenMs = gen.firstTokenAt !== undefined ? gen.firstTokenAt - t0 : 0;
+    timings.totalMs = tEnd - t0;
+    timings.newTokens = gen.tokenIds.length;
+    const decodeMs = gen.firstTokenAt !== undefined ? tEnd - gen.firstTokenAt : 0;
+    timings.decodeTokensPerSec = gen.tokenIds.length > 1 && decodeMs > 0 ? ((gen.tokenIds.length - 1) * 1000) / decodeMs : 0;
+    debug.json('timings', timings);
+    return { text: gen.text, tokenIds: gen.tokenIds, conversationId: conv.id, finishReason: gen.finishReason, timings, device: m.info.device, model: m.info.name };
+  }
+
+  /**
+   * Ids for the next turn. Reuses the conversation's ids when the template renders the last
+   * answer as it was produced; otherwise re-encodes the whole conversation.
+   */
+  private planPrompt(m: Loaded, conv: Conversation, user: ChatMessage, newRows: number[]) {
+    const fits = (n: number) => n < m.spec.text.maxPositions;
+    for (;;) {
+      if (conv.messages.length > 0) {
+        const cont = m.format.continuationIds(conv.messages, conv.lastAnswerIds, user);
+        if (cont) {
+          const newIds = expandImageTokens(cont, m.spec.imageTokenId, newRows);
+          if (fits(conv.ids.length + newIds.length)) return { reuse: true, baseIds: conv.ids, newIds, newRows, historyImages: conv.images };
+        }
+      }
+      const all = m.format.encode(m.format.render([...conv.messages, user], true));
+      const rows = [...conv.images.map((f) => f.rows), ...newRows];
+      const newIds = expandImageTokens(all, m.spec.imageTokenId, rows);
+      if (fits(newIds.length)) return { reuse: false, baseIds: [] as number[], newIds, newRows, historyImages: conv.images };
+      if (conv.messages.length === 0) {
+        const imageTokens = newRows.reduce((a, b) => a + b, 0);
+        throw new LensError(LensErrorCode.PromptTooLong, `the prompt needs ${newIds.length} tokens (${imageTokens} for images) but the model's context is ${m.spec.text.maxPositions}: shorten the question or send fewer or smaller images.`);
+      }
+      this.dropOldestTurn(conv); // make room and try again
+    }
+  }
+
+  private trimHistory(conv: Conversation): void {
+    while (conv.messages.filter((x) => x.role === 'user').length >= this.store.limits.maxHistoryTurns) this.dropOldestTurn(conv);
+  }
+
+  /** Drops the first user turn (and its answer and images); the cache no longer matches. */
+  private dropOldestTurn(conv: Conversation): void {
+    const firstUser = conv.messages.findIndex((x) => x.role === 'user');
+    if (firstUser < 0) return;
+    let end = firstUser + 1;
+    while (end < conv.messages.length && conv.messages[end].role !== 'user') end++;
+    const dropped = conv.messages.splice(firstUser, end - firstUser);
+    conv.images.splice(0, dropped.reduce((n, x) => n + x.images, 0));
+    conv.cache?.dispose();
+    conv.cache = undefined;
+    conv.ids = [];
+    conv.lastAnswerIds = [];
+  }
+
+  private rememberFeatures(key: string, f: ImageFeatures): void {
+    this.visionCache.set(key, f);
+    const max = this.opts.visionCacheSize ?? 16;
+    while (this.visionCache.size > max) this.visionCache.delete(this.visionCache.keys().next().value!);
+  }
+}
+
+async function readImageBytes(input: ImageInput): Promise<Uint8Array> {
+  if ('bytes' in input) return input.bytes;
+  try {
+    const st = await fs.promises.stat(input.path);
+    if (!st.isFile()) throw new LensError(LensErrorCode.ImageNotFound, `${input.path} is not a regular file: pass an image file.`);
+    return await fs.promises.readFile(input.path);
+  } catch (e) {
+    if (e instanceof LensError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : `cannot be read (${(e as Error).message})`;
+    throw new LensError(LensErrorCode.ImageNotFound, `image ${input.path} ${why}: check the path.`);
+  }
+}

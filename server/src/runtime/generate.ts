@@ -1,0 +1,131 @@
+/**
+ * The generation loop, a small state machine (after llama2.c `generate`):
+ *
+ *   logits -> sample -> stop checks (EOS, cancellation) -> emit -> stop checks (stop string,
+ *   length, context) -> embed the token -> decoder step -> logits ...
+ *
+ * The loop forwards every emitted token except the last one sampled, so on return
+ * `cache.length === contextIds.length - 1` unless the loop ended before sampling (cancelled).
+ */
+import type { Decoder } from './decoder';
+import type { Embedder } from './embed';
+import type { KvCache } from './kvcache';
+import type { PromptFormat } from './prompt';
+import { sample, type Rng, type SamplerOptions } from './sampler';
+import type { FinishReason } from './types';
+
+export interface GenerateArgs {
+  decoder: Decoder;
+  embedder: Embedder;
+  format: PromptFormat;
+  /** Cache after the prompt prefill. Ownership passes to the loop; the returned cache is the live one. */
+  cache: KvCache;
+  /** Logits of the last prompt position [V] f32. */
+  logits: Float32Array;
+  /** All ids in the context so far (prompt); the loop appends what it samples. */
+  contextIds: number[];
+  sampler: SamplerOptions;
+  rng: Rng;
+  maxTokens: number;
+  /** Context length of the model: generation stops before exceeding it. */
+  maxContext: number;
+  eosIds: ReadonlySet<number>;
+  stop: readonly string[];
+  signal: AbortSignal;
+  onToken: (text: string, tokenId: number) => void;
+}
+
+export interface GenerateResult {
+  tokenIds: number[];
+  text: string;
+  finishReason: FinishReason;
+  cache: KvCache;
+  /** performance.now() when the first token was sampled, if any */
+  firstTokenAt?: number;
+}
+
+/** Longest suffix of `text` that is a proper prefix of some stop string (held back while streaming). */
+function pendingStopPrefix(text: string, stop: readonly string[]): number {
+  let hold = 0;
+  for (const s of stop) {
+    for (let k = Math.min(s.length - 1, text.length); k > hold; k--) {
+      if (text.endsWith(s.slice(0, k))) {
+        hold = k;
+        break;
+      }
+    }
+  }
+  return hold;
+}
+
+export async function generate(a: GenerateArgs): Promise<GenerateResult> {
+  const ids: number[] = [];
+  let cache = a.cache;
+  let logits = a.logits;
+  let emitted = 0; // characters of `text` already sent
+  let text = '';
+  let finishReason: FinishReason | undefined;
+  let firstTokenAt: number | undefined;
+  const stops = a.stop.filter((s) => s.length > 0);
+
+  const flush = (final: boolean, tokenId: number) => {
+    let upto = text.length;
+    if (!final) {
+      if (text.endsWith('\uFFFD')) upto = text.lastIndexOf('\uFFFD'); // incomplete UTF-8 sequence
+      upto = Math.min(upto, text.length - pendingStopPrefix(text, stops));
+    }
+    if (upto > emitted || final) {
+      a.onToken(text.slice(emitted, Math.max(upto, emitted)), tokenId);
+      emitted = Math.max(upto, emitted);
+    } else {
+      a.onToken('', tokenId);
+    }
+  };
+
+  for (;;) {
+    if (a.signal.aborted) {
+      finishReason = 'cancelled';
+      break;
+    }
+    // 1. sample
+    const id = sample(logits, a.sampler, a.rng, a.contextIds);
+    firstTokenAt ??= performance.now();
+    ids.push(id);
+    a.contextIds.push(id);
+    // 2. EOS / turn separator ends the answer; its text is not part of it
+    if (a.eosIds.has(id)) {
+      finishReason = 'eos';
+      break;
+    }
+    // 3. emit new text, then stop strings
+    text = a.format.decode(ids.filter((t) => !a.eosIds.has(t)));
+    const hit = stops.map((s) => text.indexOf(s)).filter((i) => i >= 0);
+    if (hit.length) {
+      text = text.slice(0, Math.min(...hit));
+      finishReason = 'stop';
+      flush(true, id);
+      break;
+    }
+    flush(false, id);
+    // 4. limits
+    if (ids.length >= a.maxTokens || a.contextIds.length >= a.maxContext) {
+      finishReason = 'length';
+      break;
+    }
+    if (a.signal.aborted) {
+      finishReason = 'cancelled';
+      break;
+    }
+    // 5. forward the token
+    const embeds = await a.embedder.embed([id]);
+    const next = await a.decoder.step(embeds, 1, cache);
+    cache.dispose();
+    cache = next.cache;
+    logits = next.logits;
+  }
+  if (emitted < text.length && finishReason !== 'stop') {
+    a.onToken(text.slice(emitted), ids[ids.length - 1] ?? -1);
+    emitted = text.length;
+  }
+  return { tokenIds: ids, text, finishReason, cache, firstTokenAt };
+}

@@ -1,0 +1,127 @@
+/**
+ * Contracts between the daemon and the runtime. The daemon never touches onnxruntime; it talks
+ * to an `Engine` (the real ONNX one in `engine.ts`, or a deterministic fake in tests).
+ *
+ * Vocabulary of dimension names used in shape comments across runtime files:
+ *   B batch (always 1 here), S new sequence length, P past length, T = P + S total length,
+ *   H LLM hidden size, V vocab size, Hkv KV heads, D head dim,
+ *   C channels (3), Hpx/Wpx pixel height/width, N image feature rows, Hv vision hidden size.
+ */
+import type { LensError } from '../../../common/errors';
+
+export type Device = 'auto' | 'cuda' | 'webgpu' | 'dml' | 'coreml' | 'cpu';
+
+/** Per-file precision: a suffix name (`fp32`, `fp16`, `q4`, `q4f16`, `quantized`, `int8`, `uint8`, `bnb4`). */
+export type Dtype = string;
+/** Either one precision for all three files, or per file (`vision_encoder`, `embed_tokens`, `decoder_model_merged`). */
+export type DtypeSpec = Dtype | Partial<Record<ModelFileRole, Dtype>>;
+export type ModelFileRole = 'vision_encoder' | 'embed_tokens' | 'decoder_model_merged';
+
+export interface LoadOptions {
+  dtype?: DtypeSpec;
+  device?: Device;
+  /** Max pixels of a decoded image (default 50e6). */
+  maxImagePixels?: number;
+}
+
+export interface LoadProgress {
+  /** 0..100 */
+  percent: number;
+  message: string;
+}
+
+/** What a loaded model is; sent in `initialize` results and `lens/status`. */
+export interface ModelInfo {
+  path: string;
+  name: string;
+  /** `config.json` model_type, e.g. `llava` or `llava_onevision`. */
+  modelType: string;
+  /** Execution provider actually running (e.g. `cpu`, `cuda`). */
+  device: string;
+  /** Precision actually loaded per file. */
+  dtype: Record<ModelFileRole, Dtype>;
+  contextLength: number;
+  imagesPerPrompt: number;
+  /** Tool-call format the chat template/family suggests: `llava-plus`, `chatml`, or `none`. */
+  toolCallFormat: 'llava-plus' | 'chatml' | 'none';
+  /** True for the embedded tiny test model (answers carry no meaning). */
+  isTestModel: boolean;
+}
+
+/** An image as it arrives: a path (already resolved/validated by the daemon) or raw bytes. */
+export type ImageInput = { path: string } | { bytes: Uint8Array; mimeType?: string };
+
+export interface GenerationOptions {
+  maxTokens: number;
+  /** 0 = greedy (argmax). */
+  temperature: number;
+  /** 0 = off. */
+  topK: number;
+  /** 1 = off. */
+  topP: number;
+  /** 1 = off. */
+  repetitionPenalty: number;
+  /** Seed for the sampler's RNG; undefined = random seed. */
+  seed?: number;
+  /** Stop strings (in addition to EOS ids and the template's turn separator). */
+  stop: string[];
+}
+
+export interface AskRequest {
+  conversationId?: string;
+  images: ImageInput[];
+  prompt: string;
+  options: GenerationOptions;
+}
+
+export type FinishReason = 'eos' | 'length' | 'stop' | 'cancelled';
+
+export interface Timings {
+  decodeImageMs: number;
+  preprocessMs: number;
+  visionMs: number;
+  prefillMs: number;
+  firstTokenMs: number;
+  totalMs: number;
+  promptTokens: number;
+  imageTokens: number;
+  newTokens: number;
+  decodeTokensPerSec: number;
+}
+
+export interface AskResult {
+  text: string;
+  tokenIds: number[];
+  conversationId: string;
+  finishReason: FinishReason;
+  timings: Timings;
+  device: string;
+  model: string;
+}
+
+/** One streamed piece of the answer. `text` is the newly decodable text (may be empty). */
+export interface AnswerDelta {
+  text: string;
+  tokenId: number;
+}
+
+/**
+ * The engine runs one request at a time (the daemon queues); calls must not overlap.
+ * All methods throw `LensError` for expected failures.
+ */
+export interface Engine {
+  /** Loads (replacing any loaded model). Checks `signal` between sessions. */
+  load(path: string, options: LoadOptions, onProgress: (p: LoadProgress) => void, signal: AbortSignal): Promise<ModelInfo>;
+  unload(): Promise<void>;
+  info(): ModelInfo | undefined;
+  /**
+   * Answers one turn. `onDelta` is called for each generated token, in order, before the promise
+   * resolves. When `signal` aborts (also during the vision encoder), resolves with what was
+   * generated so far and `finishReason: 'cancelled'`.
+   */
+  ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal): Promise<AskResult>;
+  /** Drops a conversation's history; unknown ids are ignored. */
+  forget(conversationId: string): void;
+}
+
+export type { LensError };
