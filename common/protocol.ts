@@ -9,8 +9,9 @@
  * Errors: handlers answer with a JSON-RPC error whose `code` is a `LensErrorCode`
  * (`common/errors.ts`, 1000..1999) and whose message says what went wrong and what to do.
  * Malformed parameters get `LensErrorCode.InvalidParams` (1030) naming the field and the
- * expected type. Transport-level errors keep their JSON-RPC codes (MethodNotFound -32601,
- * RequestCancelled -32800 for a cancelled `lens/loadModel`).
+ * expected type. A cancelled `lens/loadModel` (and a cancelled-while-queued unload/forget) gets
+ * `Cancelled` (1041); a cancelled `lens/ask` is not an error. Transport-level errors keep their
+ * JSON-RPC codes (MethodNotFound -32601, ParseError -32700).
  */
 import { NotificationType, NotificationType0, ProgressType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type { ProgressToken } from 'vscode-jsonrpc';
@@ -46,9 +47,6 @@ export const ASK_DEFAULTS = {
   stop: [] as string[],
 } as const;
 
-/** JSON-RPC code (LSP `RequestCancelled`) for a cancelled `lens/loadModel`, `lens/unloadModel` or `lens/forgetConversation`. */
-export const REQUEST_CANCELLED = -32800;
-
 /** Images per prompt assumed when no model is loaded yet. */
 export const DEFAULT_IMAGES_PER_PROMPT = 4;
 /** Default bound on requests waiting behind the running one. */
@@ -70,7 +68,7 @@ export interface LensInitializationOptions {
   device?: Device;
   /** Largest decoded image accepted, in megapixels (engine default 50). */
   maxImageMegapixels?: number;
-  /** Turns of history a conversation keeps (passed to the engine at load). */
+  /** User turns a conversation keeps (older ones dropped); given to the engine when it is created. */
   maxHistoryTurns?: number;
   /** Requests allowed to wait behind the running one (default 16); more get `Busy`. */
   queueLimit?: number;
@@ -146,11 +144,11 @@ export interface LoadModelParams {
  * Result: `ModelInfo`. Progress: `$/progress` on `workDoneToken`, and `lens/status` with state
  * `loading` and `percent`.
  * Errors: `InvalidParams` (1030), `InvalidModelFolder` (1002, names the missing file),
- * `ModelLoadFailed` (1003), `DeviceUnavailable` (1004), `Busy` (1040), RequestCancelled (-32800).
+ * `ModelLoadFailed` (1003), `DeviceUnavailable` (1004), `Busy` (1040), `Cancelled` (1041).
  */
 export const LoadModelRequest = new RequestType<LoadModelParams, ModelInfo, void>('lens/loadModel');
 
-/** client -> daemon. Unloads the model (queued behind running asks). Result: null. Never fails when nothing is loaded. */
+/** client -> daemon. Unloads the model (queued behind running asks). Result: null; fine when nothing is loaded. Errors: `Cancelled` (1041) when cancelled before it ran. */
 export const UnloadModelRequest = new RequestType0<null, void>('lens/unloadModel');
 
 export interface ListModelsParams {
@@ -277,7 +275,7 @@ export interface ForgetConversationParams {
   conversationId: string;
 }
 
-/** client -> daemon. Drops a conversation's history; unknown ids are ignored. Result: null. Errors: `InvalidParams`. */
+/** client -> daemon. Drops a conversation's history (queued); unknown ids are ignored. Result: null. Errors: `InvalidParams` (1030), `Cancelled` (1041). */
 export const ForgetConversationRequest = new RequestType<ForgetConversationParams, null, void>('lens/forgetConversation');
 
 // ---------------------------------------------------------------------------------------------

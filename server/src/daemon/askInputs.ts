@@ -58,8 +58,12 @@ export async function toAskRequest(p: AskParams, baseDir: string | undefined): P
   return req;
 }
 
-/** Checks what depends on the model that will answer. Throws `LensError(InvalidParams)`. */
-export function checkAgainstModel(req: AskRequest, model: ModelInfo): void {
+/**
+ * Checks what depends on the model that will answer; throws `LensError(InvalidParams)`. A
+ * default `maxTokens` (not sent by the client) is lowered to the model's context length.
+ */
+export function checkAgainstModel(req: AskRequest, model: ModelInfo, maxTokensSent: boolean): void {
+  if (!maxTokensSent) req.options.maxTokens = Math.min(req.options.maxTokens, model.contextLength);
   if (req.images.length > model.imagesPerPrompt) {
     throw invalidParams(
       `lens/ask: ${req.images.length} images sent but ${model.name} accepts at most ${model.imagesPerPrompt} per prompt; ` +

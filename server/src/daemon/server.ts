@@ -18,8 +18,7 @@ import {
   ForgetConversationRequest,
   ListModelsRequest,
   LoadModelRequest,
-  REQUEST_CANCELLED,
-  SERVER_NAME,
+    SERVER_NAME,
   StatusNotification,
   UnloadModelRequest,
   WorkDoneProgress,
@@ -64,14 +63,16 @@ export interface DaemonHandle {
 }
 
 /**
- * Load options the daemon passes beyond today's `LoadOptions` (proposed for the Engine contract;
- * an engine that does not know a field ignores it).
+ * Makes the engine. Called once, when `initialize` arrives (or at the first request that needs
+ * the engine, if a client skips `initialize`), with the client's initialization options so that
+ * engine-wide settings such as `maxHistoryTurns` can reach the constructor.
  */
-type DaemonLoadOptions = LoadOptions & { maxHistoryTurns?: number };
+export type EngineFactory = (init: LensInitializationOptions) => Engine;
 
 /** Registers all handlers on `connection` and starts listening. */
-export function startDaemon(connection: Connection, engineFactory: () => Engine, opts: DaemonOptions = {}): DaemonHandle {
-  const engine = engineFactory();
+export function startDaemon(connection: Connection, engineFactory: EngineFactory, opts: DaemonOptions = {}): DaemonHandle {
+  let engineInstance: Engine | undefined;
+  const engine = (): Engine => (engineInstance ??= engineFactory(init));
   const version = opts.version ?? productVersion();
   const log = (level: 'error' | 'warn' | 'info', line: string) => {
     opts.log?.(`[${level}] ${line}`);
@@ -93,7 +94,7 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
       queueLength: queue.waitingCount,
       loading,
       lastLoadError,
-      model: engine.info(),
+      model: engineInstance?.info(),
     }),
     (s) => void connection.sendNotification(StatusNotification, s).catch(() => undefined),
   );
@@ -136,7 +137,7 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
     queue.setLimit(init.queueLimit ?? DEFAULT_QUEUE_LIMIT);
     const folder = params.workspaceFolders?.[0]?.uri ?? params.rootUri ?? undefined;
     workspaceRoot = folder?.startsWith('file:') ? fileURLToPath(folder) : undefined;
-    const model = engine.info() ?? null;
+    const model = engine().info() ?? null;
     return {
       capabilities: {},
       serverInfo: { name: SERVER_NAME, version },
@@ -169,7 +170,7 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
     shuttingDown = true;
     queue.cancelAll();
     await queue.idle();
-    await engine.unload().catch((e: unknown) => logError(`unload during shutdown failed: ${String(e)}`));
+    await engineInstance?.unload().catch((e: unknown) => logError(`unload during shutdown failed: ${String(e)}`));
   });
 
   let markExited: () => void = () => {};
@@ -184,11 +185,10 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
 
   function loadModel(params: LoadModelParams, token: CancellationToken | undefined): Promise<ModelInfo> {
     const path = resolveUserPath(params.path, workspaceRoot);
-    const options: DaemonLoadOptions = { device: params.device ?? init.device ?? 'auto' };
+    const options: LoadOptions = { device: params.device ?? init.device ?? 'auto' };
     const dtype = params.dtype ?? init.dtype;
     if (dtype !== undefined) options.dtype = dtype;
     if (init.maxImageMegapixels !== undefined) options.maxImagePixels = Math.round(init.maxImageMegapixels * 1e6);
-    if (init.maxHistoryTurns !== undefined) options.maxHistoryTurns = init.maxHistoryTurns;
     const progressToken = params.workDoneToken;
     const progress = (value: WorkDoneProgressValue) => {
       if (progressToken !== undefined) void connection.sendProgress(WorkDoneProgress, progressToken, value).catch(() => undefined);
@@ -202,7 +202,7 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
           progress({ kind: 'begin', title: 'Loading model', message: path, percentage: 0, cancellable: true });
           status.update();
           try {
-            const info = await engine.load(
+            const info = await engine().load(
               path,
               options,
               (p) => {
@@ -218,7 +218,7 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
           } catch (e) {
             if (signal.aborted) {
               progress({ kind: 'end', message: 'Cancelled' });
-              throw new ResponseError(REQUEST_CANCELLED, `lens/loadModel ${path} was cancelled; send lens/loadModel again to load a model.`);
+              throw new LensError(LensErrorCode.Cancelled, `lens/loadModel ${path} was cancelled; send lens/loadModel again to load a model.`);
             }
             lastLoadError = e instanceof Error ? e.message : String(e);
             progress({ kind: 'end', message: `Failed: ${lastLoadError}` });
@@ -228,7 +228,7 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
           }
         },
         whenCancelledWhileQueued: () => {
-          throw new ResponseError(REQUEST_CANCELLED, `lens/loadModel ${path} was cancelled before it started; the loaded model (if any) is unchanged.`);
+          throw new LensError(LensErrorCode.Cancelled, `lens/loadModel ${path} was cancelled before it started; the loaded model (if any) is unchanged.`);
         },
       },
       token,
@@ -243,12 +243,12 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
         label: 'lens/unloadModel',
         bypassLimit: true,
         run: async () => {
-          await engine.unload();
+          await engine().unload();
           lastLoadError = undefined;
           return null;
         },
         whenCancelledWhileQueued: () => {
-          throw new ResponseError(REQUEST_CANCELLED, 'lens/unloadModel was cancelled before it started; the model is still loaded.');
+          throw new LensError(LensErrorCode.Cancelled, 'lens/unloadModel was cancelled before it started; the model is still loaded.');
         },
       },
       token,
@@ -268,7 +268,7 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
     const req = await toAskRequest(params, workspaceRoot);
     const { streamId } = params;
     const cancelledAnswer = (): AskResult => {
-      const info = engine.info();
+      const info = engineInstance?.info();
       return {
         text: '',
         tokenIds: [],
@@ -284,7 +284,7 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
         label: 'lens/ask',
         run: async (signal) => {
           if (signal.aborted) return cancelledAnswer();
-          const info = engine.info();
+          const info = engine().info();
           if (!info) {
             throw new LensError(
               LensErrorCode.ModelNotLoaded,
@@ -293,9 +293,9 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
                 : 'No model is loaded. Send lens/loadModel {path} first, or start the daemon with initializationOptions.model.',
             );
           }
-          checkAgainstModel(req, info);
+          checkAgainstModel(req, info, params.maxTokens !== undefined);
           let index = 0;
-          return engine.ask(
+          return engine().ask(
             req,
             (d) => {
               if (streamId === undefined) return;
@@ -318,11 +318,11 @@ export function startDaemon(connection: Connection, engineFactory: () => Engine,
         label: 'lens/forgetConversation',
         bypassLimit: true,
         run: async () => {
-          engine.forget(params.conversationId);
+          engine().forget(params.conversationId);
           return null;
         },
         whenCancelledWhileQueued: () => {
-          throw new ResponseError(REQUEST_CANCELLED, 'lens/forgetConversation was cancelled before it ran; the conversation is kept.');
+          throw new LensError(LensErrorCode.Cancelled, 'lens/forgetConversation was cancelled before it ran; the conversation is kept.');
         },
       },
       token,

@@ -18,14 +18,14 @@ export interface StatusInputs {
 export function computeStatus(s: StatusInputs, rssBytes: number): LensStatus {
   let state: LensState;
   if (!s.initialized) state = 'starting';
-  else if (s.loading) state = 'loading';
+  else if (s.loading || s.running === 'lens/loadModel') state = 'loading';
   else if (s.running) state = 'busy';
   else state = s.lastLoadError ? 'error' : 'ready';
 
   const status: LensStatus = { state, rssBytes, queueLength: s.queueLength };
-  if (state === 'loading' && s.loading) {
-    status.percent = Math.round(s.loading.percent);
-    status.message = s.loading.message;
+  if (state === 'loading') {
+    status.percent = Math.round(s.loading?.percent ?? 0);
+    status.message = s.loading?.message ?? 'Loading model';
   } else if (state === 'error') {
     status.message = s.lastLoadError;
   } else if (state === 'busy') {

@@ -7,9 +7,11 @@
  * The provider that created the first session is used for the others.
  *
  * CUDA on Linux x64 needs the CUDA provider libraries, which onnxruntime-node's install script
- * downloads; this project skips that script (see README "GPU"), so a user who wants CUDA runs
- * `npx --yes onnxruntime-node-install --cuda`-style reinstall as documented there.
+ * downloads; this project skips that script at `npm ci` and README "GPU" shows how to run it
+ * (`ONNXRUNTIME_NODE_INSTALL=cuda12`) on a machine with internet access.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { LensError, LensErrorCode } from '../../../common/errors';
 import type { Device } from './types';
@@ -36,12 +38,24 @@ export interface SessionFactoryOptions {
 }
 
 function sessionOptions(provider: string, o: SessionFactoryOptions): ort.InferenceSession.SessionOptions {
-  return {
+  const opts: ort.InferenceSession.SessionOptions = {
     executionProviders: [provider as ort.InferenceSession.ExecutionProviderConfig],
     graphOptimizationLevel: 'all',
-    intraOpNumThreads: o.intraOpNumThreads,
     logSeverityLevel: 3,
   };
+  if (o.intraOpNumThreads !== undefined) return { ...opts, intraOpNumThreads: o.intraOpNumThreads };
+  return opts;
+}
+
+/**
+ * The CUDA provider ships outside the npm package (its install script fetches it): when its
+ * library is absent, say so instead of letting onnxruntime log a load failure.
+ */
+function missingProviderLibrary(provider: string): string | undefined {
+  if (provider !== 'cuda') return undefined;
+  const binDir = path.join(path.dirname(require.resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', process.platform, process.arch);
+  const lib = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
+  return fs.existsSync(path.join(binDir, lib)) ? undefined : `the CUDA provider library (${lib}) is not installed; see README "GPU"`;
 }
 
 /**
@@ -61,6 +75,12 @@ export async function createSession(
   for (const provider of candidates) {
     if (provider !== 'cpu' && !compiled.includes(provider)) {
       reasons.push(`${provider}: not in this onnxruntime-node build (has ${compiled.join(', ')})`);
+      continue;
+    }
+    const missing = missingProviderLibrary(provider);
+    if (missing) {
+      if (device !== 'auto') throw new LensError(LensErrorCode.DeviceUnavailable, `device '${provider}' is not usable: ${missing}. Use device 'auto' or 'cpu'.`);
+      reasons.push(`${provider}: ${missing}`);
       continue;
     }
     try {

@@ -253,8 +253,7 @@ function sharpReason(e: unknown): string {
 }
 
 function formatMp(pixels: number): string {
-  const mp = pixels / 1e6;
-  return Number.isInteger(mp) ? String(mp) : mp.toFixed(1);
+  return String(Number((pixels / 1e6).toPrecision(3)));
 }
 
 /** Guarantees 3 channels even if libvips hands back grey or an extra band. */

@@ -1,8 +1,8 @@
 /**
  * Stage 2 of a request: decoded RGB pixels -> `pixel_values` for the vision encoder.
  *
- * Reproduces the Hugging Face image processors the LLaVA family ships with (facts in
- * docs lmm-runtime.md §3), chosen once from the model folder's preprocessor_config.json:
+ * Reproduces the Hugging Face image processors the LLaVA family ships with (facts in the design
+ * notes, lmm-runtime.md §3), chosen once from the model folder's preprocessor_config.json:
  *   - CLIP (LLaVA-1.5): [pad to square with the mean colour] -> resize shortest edge -> centre crop
  *   - SigLIP: resize straight to the encoder size
  *   - anyres (LLaVA-NeXT / OneVision): best grid pinpoint -> resize keeping aspect -> pad black
@@ -13,8 +13,9 @@
  * libvips' cubic is Catmull-Rom (a = -0.5), the same kernel as PIL's BICUBIC, and both widen the
  * kernel when shrinking (antialias), but they are not bit-exact: PIL convolves with 22-bit
  * fixed-point weights and rounds to u8 between the horizontal and vertical passes, while libvips
- * box-shrinks by large integer factors before the kernel pass and uses its own fixed-point
- * weights; expect differences of a few u8 levels on edges. Nearest is done here in JS with PIL's
+ * uses its own fixed-point weights and rounding and may box-shrink by an integer factor before the
+ * kernel pass on large reductions; expect differences of a few u8 levels near edges. Flat areas,
+ * linear ramps and identity sizes come out the same. Nearest is done here in JS with PIL's
  * rule (source = floor((dst + 0.5) * in / out)) and is exact. Everything else (geometry, padding,
  * cropping, rescale, normalise) is exact against the Python processors.
  *
@@ -106,6 +107,9 @@ export function parsePreprocessSpec(preprocessorConfig: any, modelConfig: any): 
     if (typeof c === 'number') imageSize = { height: posInt(c, P, 'crop_size'), width: posInt(c, P, 'crop_size') };
     else if (isObject(c)) imageSize = { height: posInt(c.height, P, 'crop_size.height'), width: posInt(c.width, P, 'crop_size.width') };
     else bad(P, 'crop_size', `is ${JSON.stringify(c)} but do_center_crop is true; expected {"height": h, "width": w}`);
+    if (sizeHW && (sizeHW.height !== imageSize.height || sizeHW.width !== imageSize.width)) {
+      bad(P, 'size', `is ${sizeHW.height}×${sizeHW.width} but crop_size is ${imageSize.height}×${imageSize.width}; resizing to a fixed size and then cropping is not supported`);
+    }
   } else {
     imageSize = sizeHW ?? { height: shortestEdge!, width: shortestEdge! };
   }
@@ -379,7 +383,8 @@ function crop(img: Rgb, top: number, left: number, h: number, w: number): Rgb {
 function place(img: Rgb, w: number, h: number, top: number, left: number, bg: [number, number, number]): Rgb {
   const out = new Uint8Array(w * h * 3);
   if (bg[0] !== 0 || bg[1] !== 0 || bg[2] !== 0) {
-    for (let i = 0; i < w * h; i++) { out[i * 3] = bg[0]; out[i * 3 + 1] = bg[1]; out[i * 3 + 2] = bg[2]; }
+    out.set(bg, 0); // one pixel, then double the filled prefix until the canvas is full
+    for (let filled = 3; filled < out.length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, out.length - filled));
   }
   for (let y = 0; y < img.height; y++) {
     out.set(img.data.subarray(y * img.width * 3, (y + 1) * img.width * 3), ((y + top) * w + left) * 3);

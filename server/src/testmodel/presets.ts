@@ -202,7 +202,7 @@ export function resolveSpec(preset: PresetName, overrides: Record<string, unknow
       target[k] = v;
     }
   }
-  validate(spec, 'vision.gridPinpoints' in flatten(overrides));
+  validate(spec, flatten(overrides));
   return spec;
 }
 
@@ -212,7 +212,9 @@ function flatten(o: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-function validate(spec: ModelSpec, pinpointsGiven: boolean): void {
+function validate(spec: ModelSpec, given: Record<string, unknown>): void {
+  const pinpointsGiven = 'vision.gridPinpoints' in given;
+  const sizeOverridden = 'vision.imageSize' in given || 'vision.patchSize' in given;
   const { text: t, vision: v } = spec;
   const posInt = (key: string, x: number) => {
     if (!Number.isInteger(x) || x <= 0) fail(key, `expected a positive integer, got ${x}`);
@@ -229,7 +231,11 @@ function validate(spec: ModelSpec, pinpointsGiven: boolean): void {
   if (((t.hiddenSize / t.numHeads) & 1) !== 0) fail('text.hiddenSize', `head dim ${t.hiddenSize / t.numHeads} must be even (rotary embeddings)`);
   if (t.numHeads % t.numKvHeads !== 0) fail('text.numKvHeads', `text.numHeads ${t.numHeads} is not divisible by ${t.numKvHeads}`);
   if (v.hiddenSize % v.numHeads !== 0) fail('vision.hiddenSize', `${v.hiddenSize} is not divisible by vision.numHeads ${v.numHeads}`);
-  if (v.imageSize % v.patchSize !== 0) fail('vision.imageSize', `${v.imageSize} is not a multiple of vision.patchSize ${v.patchSize}`);
+  // The patch Conv floors (SigLIP-so400m: 384 px / 14 = 27 patches per side, as in the bench preset);
+  // overridden sizes must divide exactly.
+  if (v.imageSize < v.patchSize || (sizeOverridden && v.imageSize % v.patchSize !== 0)) {
+    fail('vision.imageSize', `${v.imageSize} is not a multiple of vision.patchSize ${v.patchSize}`);
+  }
   if (!Number.isInteger(v.featureLayer) || v.featureLayer < -(v.numLayers + 1) || v.featureLayer > v.numLayers) {
     fail('vision.featureLayer', `expected an integer in [${-(v.numLayers + 1)}, ${v.numLayers}]`);
   }
@@ -248,7 +254,7 @@ export function computedVisionLayers(v: VisionDims): number {
 
 /** Feature rows per image (per view for OneVision). */
 export function visionRows(spec: ModelSpec): number {
-  const g = spec.vision.imageSize / spec.vision.patchSize;
+  const g = Math.floor(spec.vision.imageSize / spec.vision.patchSize);
   return g * g;
 }
 

@@ -6,14 +6,26 @@
 import { GraphBuilder, INT64_MAX } from '../onnx/builder';
 import { WeightInit } from '../onnx/tensorData';
 
-/** Initialisation used for all generated weights. */
+/**
+ * Initialisation of the generated weights. Linear weights are N(0, 1/fan_in) (see `fanIn`) so
+ * activations keep unit scale through the layers: attention is not uniform and logits have a
+ * standard deviation near 1, which keeps greedy decoding from collapsing onto one token and makes
+ * mask or cache mistakes show up clearly in the logits.
+ */
 export const INIT = {
-  linear: { std: 0.02 } as WeightInit,
   bias: { std: 0.02 } as WeightInit,
   norm: { mean: 1, std: 0.05 } as WeightInit,
   normBias: { std: 0.02 } as WeightInit,
-  embedding: { std: 0.02 } as WeightInit,
+  /** Token embeddings (unit scale, like the image features the projector produces). */
+  tokenEmbedding: { std: 1 } as WeightInit,
+  /** Vision class and position embeddings. */
+  visionEmbedding: { std: 0.1 } as WeightInit,
 };
+
+/** N(0, 1/K) for a weight with K inputs. */
+export function fanIn(K: number): WeightInit {
+  return { std: 1 / Math.sqrt(K) };
+}
 
 /** RMSNorm: x / sqrt(mean(x^2) + eps) * w. `x` [.., H] -> [.., H] f32. */
 export function rmsNorm(b: GraphBuilder, x: string, weightName: string, H: number, eps: number): string {

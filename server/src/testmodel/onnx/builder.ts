@@ -214,25 +214,41 @@ export class GraphBuilder {
   /**
    * A linear layer `x [.., K] -> [.., N]` with weight `${prefix}.weight` (PyTorch [N, K]) and an
    * optional bias `${prefix}.bias` [N]. fp32/fp16: MatMul with the weight stored [K, N];
-   * q4: MatMulNBits. The bias is a separate Add, as the exporters leave it.
+   * q4: MatMulNBits. The bias is a separate Add, as the exporters leave it. `out` names the
+   * result (e.g. `outName('logits')`).
    */
-  linear(x: string, prefix: string, K: number, N: number, init: WeightInit, bias: WeightInit | null = null): string {
+  linear(
+    x: string,
+    prefix: string,
+    K: number,
+    N: number,
+    init: WeightInit,
+    bias: WeightInit | null = null,
+    out?: string,
+  ): string {
     let y: string;
+    const finalOut = (isLast: boolean): NodeOptions => (isLast && out ? { outputs: [out] } : {});
     const wKey = `${prefix}.weight`;
     if (this.precision === 'q4') {
       const q = q4LinearWeight(`${prefix}.MatMul.weight`, K, N, init, this.seed, wKey);
       const b = this.addInitializer(q.weight);
       const s = this.addInitializer(q.scales);
-      y = this.op('MatMulNBits', [x, b, s], { K, N, bits: 4, block_size: Q4_BLOCK_SIZE }, { domain: MS_DOMAIN });
+      y = this.op('MatMulNBits', [x, b, s], { K, N, bits: 4, block_size: Q4_BLOCK_SIZE }, { domain: MS_DOMAIN, ...finalOut(!bias) });
     } else {
       const fp16 = this.precision === 'fp16';
       const t = linearWeightKN(`${prefix}.MatMul.weight`, K, N, init, this.seed, wKey, fp16 ? DataType.FLOAT16 : DataType.FLOAT);
       let w = this.addInitializer(t);
       if (fp16) w = this.op('Cast', [w], { to: DataType.FLOAT });
-      y = this.op('MatMul', [x, w]);
+      y = this.op('MatMul', [x, w], {}, finalOut(!bias));
     }
-    if (bias) y = this.op('Add', [y, this.param(`${prefix}.bias`, [N], bias)]);
+    if (bias) y = this.op('Add', [y, this.param(`${prefix}.bias`, [N], bias)], {}, finalOut(true));
     return y;
+  }
+
+  /** Moves graph output `name` to the front (HF exports list `logits` first). */
+  outputFirst(name: string): void {
+    const i = this.outputs.findIndex((o) => o.name === name);
+    if (i > 0) this.outputs.unshift(...this.outputs.splice(i, 1));
   }
 
   /** The GraphProto without initializers (the writer streams those). */

@@ -1,0 +1,268 @@
+/**
+ * `LensClient`: the typed client of the LLaVA Lens daemon, shared by the CLI and the VS Code
+ * extension (which wraps it; this file must not import 'vscode').
+ *
+ * Either spawn a daemon (`LensClient.spawnStdio`) or wrap an existing vscode-jsonrpc
+ * `MessageConnection` (`new LensClient(connection)`, e.g. over in-memory streams in tests).
+ * Methods may be called concurrently; the daemon queues engine work in arrival order.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { CancellationToken, Emitter, type Disposable, type Event, type MessageConnection } from 'vscode-jsonrpc';
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import {
+  AnswerDeltaNotification,
+  AskRequest,
+  ExitNotification,
+  ForgetConversationRequest,
+  InitializedNotification,
+  InitializeRequest,
+  ListModelsRequest,
+  LoadModelRequest,
+  ShutdownRequest,
+  StatusNotification,
+  UnloadModelRequest,
+  WorkDoneProgress,
+} from '../../common/protocol';
+import type {
+  AnswerDeltaParams,
+  AskParams,
+  AskResult,
+  LensInitializationOptions,
+  LensInitializeResult,
+  LensStatus,
+  ListModelsParams,
+  ListModelsResult,
+  LoadModelParams,
+  ModelInfo,
+  WorkDoneProgressValue,
+  WorkspaceFolder,
+} from '../../common/protocol';
+
+export interface SpawnOptions {
+  /** Script that accepts `serve --stdio` (the daemon's main.js or bin/llava-lens.js). */
+  daemonPath: string;
+  /** Arguments after the script; default `['serve', '--stdio']`. */
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Node executable; default the current one. */
+  nodePath?: string;
+  cwd?: string;
+  /** Receives the daemon's stderr (its log). Default: kept (the last lines go into exit errors). */
+  onStderr?: (chunk: string) => void;
+}
+
+export interface InitializeOptions {
+  initializationOptions?: LensInitializationOptions;
+  workspaceFolders?: WorkspaceFolder[];
+  clientName?: string;
+  clientVersion?: string;
+}
+
+/** A load progress event, from the LSP work-done progress of `lens/loadModel`. */
+export interface LoadProgressEvent {
+  kind: WorkDoneProgressValue['kind'];
+  /** 0..100 when known. */
+  percent?: number;
+  message?: string;
+}
+
+/** Thrown (as the rejection of pending calls) when the spawned daemon exits unexpectedly. */
+export class DaemonExitedError extends Error {
+  constructor(
+    readonly exitCode: number | null,
+    readonly signal: NodeJS.Signals | null,
+    readonly stderrTail: string,
+  ) {
+    super(
+      `The LLaVA Lens daemon exited unexpectedly (${signal ? `signal ${signal}` : `code ${exitCode}`}).` +
+        (stderrTail ? ` Its last output:\n${stderrTail}` : ''),
+    );
+    this.name = 'DaemonExitedError';
+  }
+}
+
+const STDERR_TAIL_CHARS = 4000;
+
+export class LensClient implements Disposable {
+  private readonly statusEmitter = new Emitter<LensStatus>();
+  private readonly logEmitter = new Emitter<{ type: number; message: string }>();
+  private readonly streams = new Map<string, (d: AnswerDeltaParams) => void>();
+  private lastStatusValue: LensStatus | undefined;
+  private childExit: Promise<void> | undefined;
+  private exitError: DaemonExitedError | undefined;
+  private stderrTail = '';
+  private shuttingDown = false;
+
+  /** Fired for every `lens/status` notification. */
+  readonly onStatus: Event<LensStatus> = this.statusEmitter.event;
+  /** Fired for the daemon's `window/logMessage` notifications (type: 1 error .. 4 log). */
+  readonly onLog: Event<{ type: number; message: string }> = this.logEmitter.event;
+
+  /** Wraps a connection that is not listening yet; `child` is the daemon process, if any. */
+  constructor(
+    readonly connection: MessageConnection,
+    readonly child?: ChildProcess,
+  ) {
+    connection.onNotification(StatusNotification, (s) => {
+      this.lastStatusValue = s;
+      this.statusEmitter.fire(s);
+    });
+    connection.onNotification(AnswerDeltaNotification, (d) => this.streams.get(d.streamId)?.(d));
+    connection.onNotification('window/logMessage', (p: { type: number; message: string }) => this.logEmitter.fire(p));
+    connection.listen();
+  }
+
+  /** Starts `node <daemonPath> serve --stdio` as a child process and connects to it. */
+  static spawnStdio(opts: SpawnOptions): LensClient {
+    const child = spawn(opts.nodePath ?? process.execPath, [opts.daemonPath, ...(opts.args ?? ['serve', '--stdio'])], {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // Own process group on POSIX: a terminal's Ctrl-C reaches only the client, which decides
+      // (cancel, then quit). The daemon still exits when its stdin closes.
+      detached: process.platform !== 'win32',
+    });
+    child.stdin!.on('error', () => undefined); // EPIPE after the daemon died; reported via 'close'
+    const connection = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+    const client = new LensClient(connection, child);
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      client.stderrTail = (client.stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
+      opts.onStderr?.(chunk);
+    });
+    client.childExit = new Promise<void>((resolve) => {
+      child.on('error', (err) => {
+        // spawn failed (no 'close' follows); in-flight calls fail on the disposed connection
+        client.stderrTail += `\n${err.message}`;
+        if (!client.shuttingDown) client.exitError = new DaemonExitedError(null, null, client.stderrTail.trim());
+        connection.dispose();
+        resolve();
+      });
+      child.on('close', (code, signal) => {
+        if (!client.shuttingDown) client.exitError = new DaemonExitedError(code, signal, client.stderrTail.trim());
+        connection.dispose();
+        resolve();
+      });
+    });
+    return client;
+  }
+
+  /** The last `lens/status` received. */
+  get lastStatus(): LensStatus | undefined {
+    return this.lastStatusValue;
+  }
+
+  /** Sends `initialize` then `initialized`. */
+  async initialize(opts: InitializeOptions = {}): Promise<LensInitializeResult> {
+    const result = await this.call(() =>
+      this.connection.sendRequest(InitializeRequest, {
+        processId: process.pid,
+        clientInfo: { name: opts.clientName ?? 'llava-lens-client', ...(opts.clientVersion ? { version: opts.clientVersion } : {}) },
+        rootUri: null,
+        capabilities: { window: { workDoneProgress: true } },
+        initializationOptions: opts.initializationOptions ?? {},
+        workspaceFolders: opts.workspaceFolders ?? null,
+      }),
+    );
+    await this.connection.sendNotification(InitializedNotification, {});
+    return result;
+  }
+
+  /** Loads a model; `onProgress` gets the work-done progress (begin, reports with percent, end). */
+  async loadModel(params: LoadModelParams, onProgress?: (p: LoadProgressEvent) => void, token?: CancellationToken): Promise<ModelInfo> {
+    const workDoneToken = params.workDoneToken ?? `load-${randomUUID()}`;
+    const sub = this.connection.onProgress(WorkDoneProgress, workDoneToken, (v) => {
+      const event: LoadProgressEvent = { kind: v.kind };
+      if (v.kind !== 'end' && v.percentage !== undefined) event.percent = v.percentage;
+      if (v.message !== undefined) event.message = v.message;
+      onProgress?.(event);
+    });
+    try {
+      return await this.call(() => this.connection.sendRequest(LoadModelRequest, { ...params, workDoneToken }, token ?? CancellationToken.None));
+    } finally {
+      sub.dispose();
+    }
+  }
+
+  unloadModel(): Promise<null> {
+    return this.call(() => this.connection.sendRequest(UnloadModelRequest));
+  }
+
+  listModels(params: ListModelsParams = {}): Promise<ListModelsResult> {
+    return this.call(() => this.connection.sendRequest(ListModelsRequest, params));
+  }
+
+  /**
+   * Asks a question. With `onDelta`, the answer streams (a `streamId` is chosen unless given);
+   * deltas arrive in order and all before the promise resolves. Cancelling `token` resolves with
+   * `finishReason: 'cancelled'` and the text so far.
+   */
+  async ask(params: AskParams, onDelta?: (d: AnswerDeltaParams) => void, token?: CancellationToken): Promise<AskResult> {
+    if (!onDelta) return this.call(() => this.connection.sendRequest(AskRequest, params, token ?? CancellationToken.None));
+    const streamId = params.streamId ?? `ask-${randomUUID()}`;
+    this.streams.set(streamId, onDelta);
+    try {
+      return await this.call(() => this.connection.sendRequest(AskRequest, { ...params, streamId }, token ?? CancellationToken.None));
+    } finally {
+      this.streams.delete(streamId);
+    }
+  }
+
+  forgetConversation(conversationId: string): Promise<null> {
+    return this.call(() => this.connection.sendRequest(ForgetConversationRequest, { conversationId }));
+  }
+
+  /**
+   * `shutdown` + `exit`, then waits for the spawned daemon to end (killing it after
+   * `timeoutMs`). For a wrapped connection it only sends the two messages.
+   */
+  async shutdown(timeoutMs = 5000): Promise<void> {
+    this.shuttingDown = true;
+    if (!this.exitError) {
+      try {
+        await this.connection.sendRequest(ShutdownRequest);
+        await this.connection.sendNotification(ExitNotification);
+      } catch {
+        // the daemon is already gone; nothing to shut down
+      }
+    }
+    await this.waitForExit(timeoutMs);
+    this.dispose();
+  }
+
+  /** Waits for the spawned daemon to exit; kills it after `timeoutMs`. */
+  async waitForExit(timeoutMs = 5000): Promise<void> {
+    const exit = this.childExit;
+    if (!exit || !this.child) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+    const outcome = await Promise.race([exit, timeout]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.child.kill();
+      await exit;
+    }
+  }
+
+  dispose(): void {
+    this.connection.dispose();
+    this.statusEmitter.dispose();
+    this.logEmitter.dispose();
+  }
+
+  /** Runs a request; if the daemon died meanwhile, reports that instead of a transport error. */
+  private async call<T>(send: () => Promise<T>): Promise<T> {
+    if (this.exitError) throw this.exitError;
+    try {
+      return await send();
+    } catch (e) {
+      if (this.child && !this.shuttingDown) {
+        // a dead daemon surfaces first as a write/dispose error; prefer the clearer exit error
+        await Promise.race([this.childExit, Promise.resolve()]);
+        if (this.exitError) throw this.exitError;
+      }
+      throw e;
+    }
+  }
+}

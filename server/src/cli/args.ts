@@ -1,0 +1,90 @@
+/** Argument parsing helpers shared by the CLI commands. Usage problems throw `UsageError` (exit 2). */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DEVICES, DTYPES, MODEL_FILE_ROLES, checkAskParams } from '../../../common/protocol';
+import type { AskParams, Device, DtypeSpec, ModelFileRole } from '../../../common/protocol';
+
+/** A command-line mistake: the CLI prints it with the command's usage and exits with 2. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly usage?: string,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** `util.parseArgs` in strict mode, with its errors turned into `UsageError`s. */
+export function parse<O extends Options>(args: string[], options: O, usage: string) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e), usage);
+  }
+}
+
+/** A number option: integer when `integer`, else any finite number. Undefined when absent. */
+export function numberOption(name: string, value: string | undefined, usage: string, integer = false): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}; got "${value}".`, usage);
+  }
+  return n;
+}
+
+/**
+ * `--dtype fp16` or `--dtype vision_encoder=fp16,decoder_model_merged=q4`.
+ */
+export function parseDtype(value: string | undefined, usage: string): DtypeSpec | undefined {
+  if (value === undefined) return undefined;
+  if (!value.includes('=')) {
+    if (!(DTYPES as readonly string[]).includes(value)) {
+      throw new UsageError(`--dtype: unknown precision "${value}"; use one of ${DTYPES.join(', ')}.`, usage);
+    }
+    return value;
+  }
+  const spec: Partial<Record<ModelFileRole, string>> = {};
+  for (const part of value.split(',')) {
+    const [role, dtype, extra] = part.split('=');
+    if (extra !== undefined || !role || !dtype) {
+      throw new UsageError(`--dtype: "${part}" is not FILE=PRECISION (e.g. vision_encoder=fp16).`, usage);
+    }
+    if (!(MODEL_FILE_ROLES as readonly string[]).includes(role)) {
+      throw new UsageError(`--dtype: "${role}" is not a model file; use ${MODEL_FILE_ROLES.join(', ')}.`, usage);
+    }
+    if (!(DTYPES as readonly string[]).includes(dtype)) {
+      throw new UsageError(`--dtype: unknown precision "${dtype}" for ${role}; use one of ${DTYPES.join(', ')}.`, usage);
+    }
+    spec[role as ModelFileRole] = dtype;
+  }
+  return spec;
+}
+
+export function parseDevice(value: string | undefined, usage: string): Device | undefined {
+  if (value === undefined) return undefined;
+  if (!(DEVICES as readonly string[]).includes(value)) {
+    throw new UsageError(`--device: unknown device "${value}"; use one of ${DEVICES.join(', ')}.`, usage);
+  }
+  return value as Device;
+}
+
+/** Checks ask params the way the daemon will, naming the CLI flag instead of the field. */
+export function checkAskSettings(params: AskParams, usage: string): void {
+  const problem = checkAskParams(params);
+  if (!problem) return;
+  const flags: Record<string, string> = {
+    maxTokens: '--max-tokens',
+    temperature: '--temperature',
+    topK: '--top-k',
+    topP: '--top-p',
+    repetitionPenalty: '--repetition-penalty',
+    seed: '--seed',
+    prompt: '-q/--question',
+  };
+  const m = /^lens\/ask: "(\w+)"(.*)$/.exec(problem);
+  const flag = m ? flags[m[1]] : undefined;
+  throw new UsageError(flag && m ? `${flag}${m[2]}` : problem, usage);
+}

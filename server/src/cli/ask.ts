@@ -1,0 +1,134 @@
+/**
+ * `llava-lens ask`: starts the daemon as a child over stdio (through `LensClient`), loads the
+ * model (progress on stderr), asks, streams the answer to stdout, then prints timings on stderr.
+ * Ctrl-C once cancels the ask (the partial answer is kept), twice quits.
+ */
+import * as path from 'node:path';
+import { CancellationTokenSource } from 'vscode-jsonrpc';
+import { LensClient } from '../../../client/src/daemonClient';
+import type { AskParams, AskResult, Device, DtypeSpec, ModelInfo } from '../../../common/protocol';
+import { UsageError, checkAskSettings, numberOption, parse, parseDevice, parseDtype } from './args';
+import { TEST_MODEL_NOTICE, chooseModel } from './defaultModel';
+import { ASK_USAGE } from './help';
+import { Progress, formatTimings, formatTimingsTable } from './output';
+
+export interface AskSettings {
+  images: string[];
+  question: string;
+  model?: string;
+  device?: Device;
+  dtype?: DtypeSpec;
+  json: boolean;
+  params: Omit<AskParams, 'images' | 'prompt'>;
+  /** `demo` prints a timings table instead of a line. */
+  timingsTable?: boolean;
+}
+
+export function parseAskArgs(argv: string[]): AskSettings {
+  const u = ASK_USAGE;
+  const { values, positionals } = parse(
+    argv,
+    {
+      question: { type: 'string', short: 'q' },
+      model: { type: 'string' },
+      device: { type: 'string' },
+      dtype: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'repetition-penalty': { type: 'string' },
+      seed: { type: 'string' },
+      stop: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+    },
+    u,
+  );
+  if (positionals.length === 0) throw new UsageError('ask needs at least one image path.', u);
+  if (values.question === undefined) throw new UsageError('ask needs a question: -q "<question>".', u);
+  const params: AskSettings['params'] = {};
+  const set = <K extends keyof AskSettings['params']>(k: K, v: AskSettings['params'][K] | undefined) => {
+    if (v !== undefined) params[k] = v;
+  };
+  set('maxTokens', numberOption('max-tokens', values['max-tokens'], u, true));
+  set('temperature', numberOption('temperature', values.temperature, u));
+  set('topK', numberOption('top-k', values['top-k'], u, true));
+  set('topP', numberOption('top-p', values['top-p'], u));
+  set('repetitionPenalty', numberOption('repetition-penalty', values['repetition-penalty'], u));
+  set('seed', numberOption('seed', values.seed, u, true));
+  set('stop', values.stop);
+  const images = positionals.map((p) => path.resolve(p));
+  checkAskSettings({ ...params, prompt: values.question, images: images.map((p) => ({ path: p })) }, u);
+  const settings: AskSettings = { images, question: values.question, json: values.json ?? false, params };
+  if (values.model !== undefined) settings.model = values.model;
+  const device = parseDevice(values.device, u);
+  if (device !== undefined) settings.device = device;
+  const dtype = parseDtype(values.dtype, u);
+  if (dtype !== undefined) settings.dtype = dtype;
+  return settings;
+}
+
+/** Path of the daemon entry next to this file in `out/`. */
+export function daemonEntry(): string {
+  return path.join(__dirname, '..', 'daemon', 'main.js');
+}
+
+function describeModel(m: ModelInfo): string {
+  const dtypes = [...new Set(Object.values(m.dtype))].join('/');
+  return `${m.name} (${m.modelType}, ${dtypes}) on ${m.device}`;
+}
+
+/** Runs one question end to end. Returns the process exit code. */
+export async function runAsk(s: AskSettings): Promise<number> {
+  const err = (line: string) => process.stderr.write(line + '\n');
+  const model = await chooseModel(s.model, err);
+  if (model.embedded) err(TEST_MODEL_NOTICE);
+
+  const client = LensClient.spawnStdio({ daemonPath: daemonEntry() });
+  const cancel = new CancellationTokenSource();
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      err('\nCancelling… (press Ctrl-C again to quit)');
+      cancel.cancel();
+    } else {
+      client.child?.kill();
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSigint);
+
+  try {
+    await client.initialize({ clientName: 'llava-lens-cli' });
+    const progress = new Progress(process.stderr);
+    const loadParams = { path: model.path, ...(s.device ? { device: s.device } : {}), ...(s.dtype !== undefined ? { dtype: s.dtype } : {}) };
+    const info = await client.loadModel(loadParams, (p) => progress.update(p.percent, p.message), cancel.token).finally(() => progress.done());
+    err(`Model: ${describeModel(info)}`);
+    if (info.isTestModel && !model.embedded) err('Note: this is a test model with random weights; its answers carry no meaning.');
+
+    let endsWithNewline = true;
+    const result: AskResult = await client.ask(
+      { ...s.params, prompt: s.question, images: s.images.map((p) => ({ path: p })) },
+      s.json
+        ? undefined
+        : (d) => {
+            if (d.text === '') return;
+            process.stdout.write(d.text);
+            endsWithNewline = d.text.endsWith('\n');
+          },
+      cancel.token,
+    );
+    if (s.json) {
+      const { text, tokenIds, finishReason, timings, device, model: name } = result;
+      process.stdout.write(JSON.stringify({ text, tokenIds, finishReason, timings, device, model: name }) + '\n');
+    } else {
+      if (!endsWithNewline) process.stdout.write('\n');
+      err(s.timingsTable ? formatTimingsTable(result) : formatTimings(result));
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+    await client.shutdown();
+  }
+}

@@ -1,0 +1,31 @@
+/** `llava-lens demo`: draws the sample diagram and asks about it (what `npm run demo` runs). */
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parse, parseDevice, parseDtype } from './args';
+import { runAsk, type AskSettings } from './ask';
+import { DEMO_USAGE } from './help';
+import { sampleDiagramPng } from './sampleImage';
+
+export const DEMO_QUESTION = 'What does this diagram show?';
+
+export async function runDemo(argv: string[]): Promise<number> {
+  const u = DEMO_USAGE;
+  const { values } = parse(argv, { model: { type: 'string' }, device: { type: 'string' }, dtype: { type: 'string' }, out: { type: 'string' } }, u);
+  const device = parseDevice(values.device, u);
+  const dtype = parseDtype(values.dtype, u);
+
+  const tmpDir = values.out === undefined ? await fs.mkdtemp(path.join(os.tmpdir(), 'llava-lens-demo-')) : undefined;
+  const imagePath = values.out !== undefined ? path.resolve(values.out) : path.join(tmpDir!, 'diagram.png');
+  try {
+    await fs.writeFile(imagePath, await sampleDiagramPng());
+    process.stderr.write(`Sample image: ${imagePath}\nQuestion: ${DEMO_QUESTION}\n`);
+    const settings: AskSettings = { images: [imagePath], question: DEMO_QUESTION, json: false, params: {}, timingsTable: true };
+    if (values.model !== undefined) settings.model = values.model;
+    if (device !== undefined) settings.device = device;
+    if (dtype !== undefined) settings.dtype = dtype;
+    return await runAsk(settings);
+  } finally {
+    if (tmpDir) await fs.rm(tmpDir, { recursive: true, force: true });
+  }
+}

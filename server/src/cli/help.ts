@@ -1,0 +1,76 @@
+/** Usage texts of the CLI commands. */
+import { DEVICES, DTYPES } from '../../../common/protocol';
+
+export const PRESETS = ['tiny-llava', 'tiny-onevision', 'bench'] as const;
+
+export const MAIN_USAGE = `Usage: llava-lens <command> [options]
+
+Ask a local LLaVA-family model about images.
+
+Commands:
+  ask <image>... -q "<question>"   answer a question about images (streams to stdout)
+  demo                            ask about a generated sample diagram
+  make-test-model <dir> --preset P write a small random-weight model for tests
+  serve --stdio                   run the daemon (JSON-RPC, see docs/protocol.md)
+
+Run "llava-lens <command> --help" for a command's options.
+Without --model (or LLAVA_LENS_MODEL) the embedded tiny test model is used: its answers carry no meaning.
+`;
+
+export const ASK_USAGE = `Usage: llava-lens ask <image>... -q "<question>" [options]
+
+Options:
+  -q, --question TEXT         the question (required)
+  --model DIR                 model folder (default: $LLAVA_LENS_MODEL, else the embedded tiny test model)
+  --device D                  ${DEVICES.join(' | ')} (default auto)
+  --dtype D                   ${DTYPES.join(' | ')}, or per file:
+                              --dtype vision_encoder=fp16,decoder_model_merged=q4
+  --max-tokens N              answer length limit in tokens (default 256)
+  --temperature T             0 = greedy (default 0)
+  --top-k K                   0 = off (default 0)
+  --top-p P                   in (0, 1]; 1 = off (default 1)
+  --repetition-penalty R      > 0; 1 = off (default 1)
+  --seed S                    sampler seed, for reproducible sampling
+  --stop S                    stop string (repeatable)
+  --json                      print one JSON object {text, tokenIds, finishReason, timings, device, model}
+  -h, --help                  this help
+
+The answer streams to stdout; model progress and timings go to stderr.
+Ctrl-C once cancels the answer (what was generated is kept), twice quits.
+Exit codes: 0 ok, 1 error, 2 usage error.
+`;
+
+export const DEMO_USAGE = `Usage: llava-lens demo [--model DIR] [--device D] [--dtype D] [--out FILE]
+
+Draws a sample diagram (PNG), asks "What does this diagram show?" about it, streams the answer
+and prints a timings table. Uses the embedded tiny test model unless --model or LLAVA_LENS_MODEL
+names a real one.
+
+Options:
+  --model DIR     model folder
+  --device D      ${DEVICES.join(' | ')}
+  --dtype D       precision (see "llava-lens ask --help")
+  --out FILE      where to write the sample image (default: a temporary file)
+  -h, --help      this help
+`;
+
+export const MAKE_TEST_MODEL_USAGE = `Usage: llava-lens make-test-model <dir> --preset ${PRESETS.join('|')} [options]
+
+Writes a small LLaVA-family model with random weights (config, tokenizer, ONNX files) into <dir>.
+Its answers carry no meaning; it exists for tests, benchmarks and the demo.
+
+Options:
+  --preset P          ${PRESETS.join(' | ')} (required)
+  --config JSON|@FILE overrides of the preset's dimensions, as JSON or @path/to/file.json
+  --seed N            weight seed (default: the preset's)
+  --external-data     store weights in .onnx_data files next to the graphs
+  --variants LIST     extra precisions to write, e.g. fp16,q4
+  -h, --help          this help
+`;
+
+export const SERVE_USAGE = `Usage: llava-lens serve --stdio | --node-ipc
+
+Runs the LLaVA Lens daemon, speaking JSON-RPC with LSP framing (see docs/protocol.md).
+  --stdio      messages on stdin/stdout (logs on stderr)
+  --node-ipc   messages on the Node IPC channel (when started with child_process.fork)
+`;

@@ -1,0 +1,46 @@
+/**
+ * Worker-thread entry hosting an OnnxEngine for WorkerEngine (see workerEngine.ts for why).
+ * One call runs at a time (the daemon queues); cancels arrive between onnxruntime runs.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { LensError, LensErrorCode } from '../../../common/errors';
+import { OnnxEngine } from './engine';
+import type { FromWorker, ToWorker } from './workerEngine';
+
+const port = parentPort!;
+const post = (m: FromWorker) => port.postMessage(m);
+const engine = new OnnxEngine({ ...(workerData ?? {}), log: (message) => post({ type: 'log', message }) });
+const controllers = new Map<number, AbortController>();
+
+async function handle(m: ToWorker & { id: number }): Promise<unknown> {
+  const ac = new AbortController();
+  controllers.set(m.id, ac);
+  try {
+    switch (m.type) {
+      case 'load':
+        return await engine.load(m.dir, m.options, (progress) => post({ type: 'progress', id: m.id, progress }), ac.signal);
+      case 'ask':
+        return await engine.ask(m.req, (delta) => post({ type: 'delta', id: m.id, delta }), ac.signal);
+      case 'unload':
+        return await engine.unload();
+      default:
+        throw new LensError(LensErrorCode.Internal, `unknown worker call ${(m as { type: string }).type}`);
+    }
+  } finally {
+    controllers.delete(m.id);
+  }
+}
+
+port.on('message', (m: ToWorker) => {
+  if (m.type === 'cancel') return controllers.get(m.id)?.abort();
+  if (m.type === 'forget') return engine.forget(m.conversationId);
+  handle(m).then(
+    (value) => post({ type: 'result', id: m.id, value }),
+    (e: unknown) => {
+      const code = e instanceof LensError ? e.code : LensErrorCode.Internal;
+      const message = e instanceof Error ? e.message : String(e);
+      if (!(e instanceof LensError)) post({ type: 'log', message: `internal error: ${(e as Error)?.stack ?? message}` });
+      post({ type: 'error', id: m.id, code, message });
+    },
+  );
+});
