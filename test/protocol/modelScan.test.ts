@@ -47,17 +47,23 @@ test('scanModelRoots finds model folders to a small depth, skipping hidden and m
     await model(path.join(root, 'a', 'nested'), []);
     await fs.mkdir(path.join(root, 'empty'));
     await fs.writeFile(path.join(root, 'config.json'), '{}'); // root has config.json but no onnx/
+    const linked = await fs.mkdtemp(path.join(os.tmpdir(), 'lens-scan-linked-'));
+    await model(path.join(linked, 'e'), ['embed_tokens_fp16.onnx']);
+    await fs.symlink(path.join(linked, 'e'), path.join(root, 'link-e'));
+    await fs.symlink(root, path.join(root, 'loop')); // a cycle: bounded by the depth limit
 
     const missing = path.join(root, 'missing');
     const { models, skippedRoots } = await scanModelRoots([root, missing, root]);
     assert.deepEqual(
       models.map((m) => path.relative(root, m.path)),
-      ['a', path.join('org', 'b')],
+      ['a', 'link-e', path.join('org', 'b')],
     );
+    await fs.rm(linked, { recursive: true, force: true });
     assert.equal(models[0].name, 'a');
     assert.equal(models[0].modelType, 'llava_onevision');
     assert.deepEqual(models[0].variants, { vision_encoder: ['fp32'], embed_tokens: ['fp32'], decoder_model_merged: ['q4'] });
-    assert.equal(models[1].modelType, 'unknown');
+    assert.deepEqual(models[1].variants.embed_tokens, ['fp16']);
+    assert.equal(models[2].modelType, 'unknown');
     assert.deepEqual(skippedRoots, [{ root: missing, reason: 'not a readable folder' }]);
 
     const deeper = await scanModelRoots([root], 5);

@@ -3,12 +3,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DEVICES, DTYPES, MODEL_FILE_ROLES, checkAskParams } from '../../../common/protocol';
 import type { AskParams, Device, DtypeSpec, ModelFileRole } from '../../../common/protocol';
 
-/** A command-line mistake: the CLI prints it with the command's usage and exits with 2. */
+/** A command-line mistake: the CLI prints it with a pointer to the command's help and exits with 2. */
 export class UsageError extends Error {
-  constructor(
-    message: string,
-    readonly usage?: string,
-  ) {
+  constructor(message: string) {
     super(message);
     this.name = 'UsageError';
   }
@@ -17,20 +14,20 @@ export class UsageError extends Error {
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** `util.parseArgs` in strict mode, with its errors turned into `UsageError`s. */
-export function parse<O extends Options>(args: string[], options: O, usage: string) {
+export function parse<O extends Options>(args: string[], options: O) {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e), usage);
+    throw new UsageError(e instanceof Error ? e.message : String(e));
   }
 }
 
 /** A number option: integer when `integer`, else any finite number. Undefined when absent. */
-export function numberOption(name: string, value: string | undefined, usage: string, integer = false): number | undefined {
+export function numberOption(name: string, value: string | undefined, integer = false): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}; got "${value}".`, usage);
+    throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}; got "${value}".`);
   }
   return n;
 }
@@ -38,11 +35,11 @@ export function numberOption(name: string, value: string | undefined, usage: str
 /**
  * `--dtype fp16` or `--dtype vision_encoder=fp16,decoder_model_merged=q4`.
  */
-export function parseDtype(value: string | undefined, usage: string): DtypeSpec | undefined {
+export function parseDtype(value: string | undefined): DtypeSpec | undefined {
   if (value === undefined) return undefined;
   if (!value.includes('=')) {
     if (!(DTYPES as readonly string[]).includes(value)) {
-      throw new UsageError(`--dtype: unknown precision "${value}"; use one of ${DTYPES.join(', ')}.`, usage);
+      throw new UsageError(`--dtype: unknown precision "${value}"; use one of ${DTYPES.join(', ')}.`);
     }
     return value;
   }
@@ -50,29 +47,29 @@ export function parseDtype(value: string | undefined, usage: string): DtypeSpec 
   for (const part of value.split(',')) {
     const [role, dtype, extra] = part.split('=');
     if (extra !== undefined || !role || !dtype) {
-      throw new UsageError(`--dtype: "${part}" is not FILE=PRECISION (e.g. vision_encoder=fp16).`, usage);
+      throw new UsageError(`--dtype: "${part}" is not FILE=PRECISION (e.g. vision_encoder=fp16).`);
     }
     if (!(MODEL_FILE_ROLES as readonly string[]).includes(role)) {
-      throw new UsageError(`--dtype: "${role}" is not a model file; use ${MODEL_FILE_ROLES.join(', ')}.`, usage);
+      throw new UsageError(`--dtype: "${role}" is not a model file; use ${MODEL_FILE_ROLES.join(', ')}.`);
     }
     if (!(DTYPES as readonly string[]).includes(dtype)) {
-      throw new UsageError(`--dtype: unknown precision "${dtype}" for ${role}; use one of ${DTYPES.join(', ')}.`, usage);
+      throw new UsageError(`--dtype: unknown precision "${dtype}" for ${role}; use one of ${DTYPES.join(', ')}.`);
     }
     spec[role as ModelFileRole] = dtype;
   }
   return spec;
 }
 
-export function parseDevice(value: string | undefined, usage: string): Device | undefined {
+export function parseDevice(value: string | undefined): Device | undefined {
   if (value === undefined) return undefined;
   if (!(DEVICES as readonly string[]).includes(value)) {
-    throw new UsageError(`--device: unknown device "${value}"; use one of ${DEVICES.join(', ')}.`, usage);
+    throw new UsageError(`--device: unknown device "${value}"; use one of ${DEVICES.join(', ')}.`);
   }
   return value as Device;
 }
 
 /** Checks ask params the way the daemon will, naming the CLI flag instead of the field. */
-export function checkAskSettings(params: AskParams, usage: string): void {
+export function checkAskSettings(params: AskParams): void {
   const problem = checkAskParams(params);
   if (!problem) return;
   const flags: Record<string, string> = {
@@ -86,5 +83,5 @@ export function checkAskSettings(params: AskParams, usage: string): void {
   };
   const m = /^lens\/ask: "(\w+)"(.*)$/.exec(problem);
   const flag = m ? flags[m[1]] : undefined;
-  throw new UsageError(flag && m ? `${flag}${m[2]}` : problem, usage);
+  throw new UsageError(flag && m ? `${flag}${m[2]}` : problem);
 }

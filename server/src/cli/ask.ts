@@ -9,7 +9,6 @@ import { LensClient } from '../../../client/src/daemonClient';
 import type { AskParams, AskResult, Device, DtypeSpec, ModelInfo } from '../../../common/protocol';
 import { UsageError, checkAskSettings, numberOption, parse, parseDevice, parseDtype } from './args';
 import { TEST_MODEL_NOTICE, chooseModel } from './defaultModel';
-import { ASK_USAGE } from './help';
 import { Progress, formatTimings, formatTimingsTable } from './output';
 
 export interface AskSettings {
@@ -25,7 +24,6 @@ export interface AskSettings {
 }
 
 export function parseAskArgs(argv: string[]): AskSettings {
-  const u = ASK_USAGE;
   const { values, positionals } = parse(
     argv,
     {
@@ -42,28 +40,27 @@ export function parseAskArgs(argv: string[]): AskSettings {
       stop: { type: 'string', multiple: true },
       json: { type: 'boolean' },
     },
-    u,
   );
-  if (positionals.length === 0) throw new UsageError('ask needs at least one image path.', u);
-  if (values.question === undefined) throw new UsageError('ask needs a question: -q "<question>".', u);
+  if (positionals.length === 0) throw new UsageError('ask needs at least one image path.');
+  if (values.question === undefined) throw new UsageError('ask needs a question: -q "<question>".');
   const params: AskSettings['params'] = {};
   const set = <K extends keyof AskSettings['params']>(k: K, v: AskSettings['params'][K] | undefined) => {
     if (v !== undefined) params[k] = v;
   };
-  set('maxTokens', numberOption('max-tokens', values['max-tokens'], u, true));
-  set('temperature', numberOption('temperature', values.temperature, u));
-  set('topK', numberOption('top-k', values['top-k'], u, true));
-  set('topP', numberOption('top-p', values['top-p'], u));
-  set('repetitionPenalty', numberOption('repetition-penalty', values['repetition-penalty'], u));
-  set('seed', numberOption('seed', values.seed, u, true));
+  set('maxTokens', numberOption('max-tokens', values['max-tokens'], true));
+  set('temperature', numberOption('temperature', values.temperature));
+  set('topK', numberOption('top-k', values['top-k'], true));
+  set('topP', numberOption('top-p', values['top-p']));
+  set('repetitionPenalty', numberOption('repetition-penalty', values['repetition-penalty']));
+  set('seed', numberOption('seed', values.seed, true));
   set('stop', values.stop);
   const images = positionals.map((p) => path.resolve(p));
-  checkAskSettings({ ...params, prompt: values.question, images: images.map((p) => ({ path: p })) }, u);
+  checkAskSettings({ ...params, prompt: values.question, images: images.map((p) => ({ path: p })) });
   const settings: AskSettings = { images, question: values.question, json: values.json ?? false, params };
   if (values.model !== undefined) settings.model = values.model;
-  const device = parseDevice(values.device, u);
+  const device = parseDevice(values.device);
   if (device !== undefined) settings.device = device;
-  const dtype = parseDtype(values.dtype, u);
+  const dtype = parseDtype(values.dtype);
   if (dtype !== undefined) settings.dtype = dtype;
   return settings;
 }

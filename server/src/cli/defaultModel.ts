@@ -37,7 +37,7 @@ export interface TestModelModule {
       seed?: number;
       externalData?: boolean;
       variants?: string[];
-      onProgress?: (p: { percent?: number; message?: string } | string) => void;
+      onProgress?: (message: string) => void;
     },
   ): Promise<{ files: string[] }>;
   describePresets?(): string;

@@ -4,16 +4,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse, parseDevice, parseDtype } from './args';
 import { runAsk, type AskSettings } from './ask';
-import { DEMO_USAGE } from './help';
 import { sampleDiagramPng } from './sampleImage';
 
 export const DEMO_QUESTION = 'What does this diagram show?';
 
 export async function runDemo(argv: string[]): Promise<number> {
-  const u = DEMO_USAGE;
-  const { values } = parse(argv, { model: { type: 'string' }, device: { type: 'string' }, dtype: { type: 'string' }, out: { type: 'string' } }, u);
-  const device = parseDevice(values.device, u);
-  const dtype = parseDtype(values.dtype, u);
+  const { values } = parse(argv, { model: { type: 'string' }, device: { type: 'string' }, dtype: { type: 'string' }, out: { type: 'string' } });
+  const device = parseDevice(values.device);
+  const dtype = parseDtype(values.dtype);
 
   const tmpDir = values.out === undefined ? await fs.mkdtemp(path.join(os.tmpdir(), 'llava-lens-demo-')) : undefined;
   const imagePath = values.out !== undefined ? path.resolve(values.out) : path.join(tmpDir!, 'diagram.png');

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { DTYPES } from '../../../common/protocol';
 import { UsageError, numberOption, parse } from './args';
 import { loadTestModelModule } from './defaultModel';
-import { MAKE_TEST_MODEL_USAGE, PRESETS } from './help';
+import { PRESETS } from './help';
 
 export interface MakeTestModelSettings {
   dir: string;
@@ -15,28 +15,27 @@ export interface MakeTestModelSettings {
   variants?: string[];
 }
 
-async function readConfig(value: string, u: string): Promise<Record<string, unknown>> {
+async function readConfig(value: string): Promise<Record<string, unknown>> {
   let text = value;
   if (value.startsWith('@')) {
     const file = path.resolve(value.slice(1));
     text = await fs.readFile(file, 'utf8').catch(() => {
-      throw new UsageError(`--config: cannot read ${file}.`, u);
+      throw new UsageError(`--config: cannot read ${file}.`);
     });
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    throw new UsageError(`--config is not valid JSON (${e instanceof Error ? e.message : String(e)}).`, u);
+    throw new UsageError(`--config is not valid JSON (${e instanceof Error ? e.message : String(e)}).`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new UsageError('--config must be a JSON object, e.g. {"text":{"layers":2}}.', u);
+    throw new UsageError('--config must be a JSON object, e.g. {"text":{"layers":2}}.');
   }
   return parsed as Record<string, unknown>;
 }
 
 export async function parseMakeTestModelArgs(argv: string[]): Promise<MakeTestModelSettings> {
-  const u = MAKE_TEST_MODEL_USAGE;
   const { values, positionals } = parse(
     argv,
     {
@@ -46,21 +45,20 @@ export async function parseMakeTestModelArgs(argv: string[]): Promise<MakeTestMo
       'external-data': { type: 'boolean' },
       variants: { type: 'string' },
     },
-    u,
   );
-  if (positionals.length !== 1) throw new UsageError('make-test-model needs exactly one folder: make-test-model <dir> --preset P.', u);
-  if (values.preset === undefined) throw new UsageError(`make-test-model needs --preset (${PRESETS.join(', ')}).`, u);
+  if (positionals.length !== 1) throw new UsageError('make-test-model needs exactly one folder: make-test-model <dir> --preset P.');
+  if (values.preset === undefined) throw new UsageError(`make-test-model needs --preset (${PRESETS.join(', ')}).`);
   if (!(PRESETS as readonly string[]).includes(values.preset)) {
-    throw new UsageError(`unknown preset "${values.preset}"; use one of ${PRESETS.join(', ')}.`, u);
+    throw new UsageError(`unknown preset "${values.preset}"; use one of ${PRESETS.join(', ')}.`);
   }
   const settings: MakeTestModelSettings = { dir: path.resolve(positionals[0]), preset: values.preset, externalData: values['external-data'] ?? false };
-  if (values.config !== undefined) settings.config = await readConfig(values.config, u);
-  const seed = numberOption('seed', values.seed, u, true);
+  if (values.config !== undefined) settings.config = await readConfig(values.config);
+  const seed = numberOption('seed', values.seed, true);
   if (seed !== undefined) settings.seed = seed;
   if (values.variants !== undefined) {
     const list = values.variants.split(',').map((v) => v.trim()).filter((v) => v !== '');
     const bad = list.find((v) => !(DTYPES as readonly string[]).includes(v));
-    if (bad !== undefined) throw new UsageError(`--variants: unknown precision "${bad}"; use some of ${DTYPES.join(', ')}.`, u);
+    if (bad !== undefined) throw new UsageError(`--variants: unknown precision "${bad}"; use some of ${DTYPES.join(', ')}.`);
     settings.variants = list;
   }
   return settings;
@@ -74,7 +72,7 @@ export async function runMakeTestModel(s: MakeTestModelSettings): Promise<number
     ...(s.seed !== undefined ? { seed: s.seed } : {}),
     externalData: s.externalData,
     ...(s.variants ? { variants: s.variants } : {}),
-    onProgress: (p) => process.stderr.write(`${typeof p === 'string' ? p : (p.message ?? `${p.percent ?? ''}%`)}\n`),
+    onProgress: (message) => process.stderr.write(`${message}\n`),
   });
   process.stderr.write(`Wrote the ${s.preset} test model (random weights; answers carry no meaning) to ${s.dir}:\n`);
   for (const f of files) process.stdout.write(`${f}\n`);

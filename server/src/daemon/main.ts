@@ -38,11 +38,18 @@ export function defaultEngineFactory(log: (msg: string) => void): EngineFactory 
         const mod = require(hook) as { createEngine(init: LensInitializationOptions, o: { log: (m: string) => void }): Engine };
         return mod.createEngine(init, { log });
       }
-      const mod = require('../runtime/engine') as {
-        OnnxEngine: new (o: { log: (m: string) => void; limits?: { maxHistoryTurns?: number } }) => Engine;
-      };
+      // The worker-thread engine keeps the daemon responsive (status, queue, cancel) while
+      // onnxruntime computes; fall back to the in-thread engine if it is not in this build.
+      type EngineCtor = new (o: { log: (m: string) => void; limits?: { maxHistoryTurns?: number } }) => Engine;
       const limits = init.maxHistoryTurns !== undefined ? { maxHistoryTurns: init.maxHistoryTurns } : undefined;
-      return new mod.OnnxEngine(limits ? { log, limits } : { log });
+      const opts = limits ? { log, limits } : { log };
+      let Ctor: EngineCtor;
+      try {
+        Ctor = (require('../runtime/workerEngine') as { WorkerEngine: EngineCtor }).WorkerEngine;
+      } catch {
+        Ctor = (require('../runtime/engine') as { OnnxEngine: EngineCtor }).OnnxEngine;
+      }
+      return new Ctor(opts);
     } catch (e) {
       const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
       log(`[error] engine unavailable: ${reason}`);

@@ -82,36 +82,43 @@ export async function readModelEntry(dir: string): Promise<ModelEntry | undefine
 
 /**
  * Scans each root to `maxDepth` levels below it (the root itself is level 0). Hidden folders,
- * `node_modules` and `.git` are skipped, and symbolic links are not followed. Results are sorted
- * by path and contain each folder once.
+ * `node_modules` and `.git` are skipped; links to folders are followed. Results are sorted by
+ * path and list each folder once, at the shortest path it was reached by.
  */
 export async function scanModelRoots(roots: string[], maxDepth = 3): Promise<ScanResult> {
-  const found = new Map<string, ModelEntry>();
+  const models: ModelEntry[] = [];
   const skippedRoots: ScanResult['skippedRoots'] = [];
+  const seen = new Set<string>(); // real paths of folders already visited
 
-  async function visit(dir: string, depth: number): Promise<void> {
-    const model = await readModelEntry(dir);
-    if (model) {
-      found.set(model.path, model);
-      return;
-    }
-    if (depth >= maxDepth) return;
-    const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      if (e.isDirectory() && !e.name.startsWith('.') && !SKIP_DIRS.has(e.name)) {
-        await visit(path.join(dir, e.name), depth + 1);
-      }
-    }
-  }
-
+  // Breadth first, so that a folder reachable by several paths is reported at the shortest.
+  let level: string[] = [];
   for (const root of roots) {
     const abs = path.resolve(root);
-    if (!(await isDir(abs))) {
-      skippedRoots.push({ root: abs, reason: 'not a readable folder' });
-      continue;
-    }
-    await visit(abs, 0);
+    if (await isDir(abs)) level.push(abs);
+    else skippedRoots.push({ root: abs, reason: 'not a readable folder' });
   }
-  const models = [...found.values()].sort((a, b) => a.path.localeCompare(b.path));
+  for (let depth = 0; depth <= maxDepth && level.length > 0; depth++) {
+    const next: string[] = [];
+    for (const dir of level) {
+      const real = await fs.realpath(dir).catch(() => dir);
+      if (seen.has(real)) continue;
+      seen.add(real);
+      const model = await readModelEntry(dir);
+      if (model) {
+        models.push(model);
+        continue;
+      }
+      if (depth === maxDepth) continue;
+      const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+      for (const e of entries) {
+        if (e.name.startsWith('.') || SKIP_DIRS.has(e.name)) continue;
+        const child = path.join(dir, e.name);
+        // Links to folders are followed; `seen` stops cycles.
+        if (e.isDirectory() || (e.isSymbolicLink() && (await isDir(child)))) next.push(child);
+      }
+    }
+    level = next;
+  }
+  models.sort((a, b) => a.path.localeCompare(b.path));
   return { models, skippedRoots };
 }

@@ -43,7 +43,6 @@ export function computeStatus(s: StatusInputs, rssBytes: number): LensStatus {
 export class StatusReporter {
   private enabled = false;
   private lastKey = '';
-  private last: LensStatus | undefined;
 
   constructor(
     private readonly inputs: () => StatusInputs,
@@ -68,12 +67,6 @@ export class StatusReporter {
     const key = JSON.stringify(rest);
     if (key === this.lastKey) return;
     this.lastKey = key;
-    this.last = status;
     this.send(status);
-  }
-
-  /** The last status sent, if any. */
-  lastSent(): LensStatus | undefined {
-    return this.last;
   }
 }

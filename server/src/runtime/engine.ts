@@ -26,7 +26,7 @@ import { readModelSpec, type ModelSpec } from './modelSpec';
 import { preprocess, type PixelValues } from './preprocess';
 import { PromptFormat, type ChatMessage } from './prompt';
 import { makeRng, validateSamplerOptions } from './sampler';
-import type { AnswerDelta, AskRequest, AskResult, Engine, ImageInput, LoadOptions, LoadProgress, ModelInfo, Timings } from './types';
+import type { AnswerDelta, AskRequest, AskStage, AskResult, Engine, ImageInput, LoadOptions, LoadProgress, ModelInfo, Timings } from './types';
 import { VisionEncoder } from './vision';
 
 export interface OnnxEngineOptions {
@@ -154,7 +154,7 @@ export class OnnxEngine implements Engine {
     this.store.delete(conversationId);
   }
 
-  async ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal): Promise<AskResult> {
+  async ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal, onStage: (s: AskStage) => void = () => undefined): Promise<AskResult> {
     const m = this.model;
     if (!m) throw new LensError(LensErrorCode.ModelNotLoaded, 'no model is loaded: call lens/loadModel (or pass --model) first.');
     const t0 = performance.now();
@@ -178,7 +178,8 @@ export class OnnxEngine implements Engine {
     // 1-2. decode and preprocess the images
     const pixels: PixelValues[] = [];
     const keys: string[] = [];
-    for (const input of req.images) {
+    for (const [index, input] of req.images.entries()) {
+      onStage({ stage: 'image', index, total: req.images.length });
       let t = performance.now();
       const bytes = await readImageBytes(input);
       const img = await decodeImage({ bytes, mimeType: 'mimeType' in input ? input.mimeType : undefined }, { maxPixels: m.maxImagePixels });
@@ -203,7 +204,7 @@ export class OnnxEngine implements Engine {
     for (let i = 0; i < pixels.length; i++) {
       let f = this.visionCache.get(keys[i]);
       if (!f) {
-        f = await m.vision.encode(pixels[i], signal);
+        f = await m.vision.encode(pixels[i], signal, (index, total) => onStage({ stage: 'vision', index, total }));
         if (!f) return cancelledResult();
         this.rememberFeatures(keys[i], f);
       }
@@ -215,6 +216,7 @@ export class OnnxEngine implements Engine {
     if (signal.aborted) return cancelledResult();
 
     // 5. prefill the new part of the context
+    onStage({ stage: 'prefill' });
     const t5 = performance.now();
     const contextIds = [...plan.baseIds, ...plan.newIds];
     const start = plan.reuse && conv.cache ? conv.cache.length : 0;
@@ -238,6 +240,7 @@ export class OnnxEngine implements Engine {
     conv.cache = undefined;
 
     // 6. generate
+    onStage({ stage: 'generate' });
     const gen = await generate({
       decoder: m.decoder,
       embedder: m.embedder,

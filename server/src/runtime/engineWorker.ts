@@ -20,7 +20,7 @@ async function handle(m: ToWorker & { id: number }): Promise<unknown> {
       case 'load':
         return await engine.load(m.dir, m.options, (progress) => post({ type: 'progress', id: m.id, progress }), ac.signal);
       case 'ask':
-        return await engine.ask(m.req, (delta) => post({ type: 'delta', id: m.id, delta }), ac.signal);
+        return await engine.ask(m.req, (delta) => post({ type: 'delta', id: m.id, delta }), ac.signal, (stage) => post({ type: 'stage', id: m.id, stage }));
       case 'unload':
         return await engine.unload();
       default:

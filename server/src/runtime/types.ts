@@ -99,6 +99,14 @@ export interface AskResult {
   model: string;
 }
 
+/** Where an ask is, for progress displays ("encoding image 2/5") and tests. */
+export interface AskStage {
+  stage: 'image' | 'vision' | 'prefill' | 'generate';
+  /** 0-based item within the stage (image number, vision view), when it has several. */
+  index?: number;
+  total?: number;
+}
+
 /** One streamed piece of the answer. `text` is the newly decodable text (may be empty). */
 export interface AnswerDelta {
   text: string;
@@ -119,7 +127,7 @@ export interface Engine {
    * resolves. When `signal` aborts (also during the vision encoder), resolves with what was
    * generated so far and `finishReason: 'cancelled'`.
    */
-  ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal): Promise<AskResult>;
+  ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal, onStage?: (s: AskStage) => void): Promise<AskResult>;
   /** Drops a conversation's history; unknown ids are ignored. */
   forget(conversationId: string): void;
 }

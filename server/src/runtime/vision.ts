@@ -82,11 +82,12 @@ export class VisionEncoder {
    * Runs the encoder. Checks `signal` before each view; returns undefined when cancelled.
    * @returns rows [M, H] f32
    */
-  async encode(pv: PixelValues, signal: AbortSignal): Promise<ImageFeatures | undefined> {
+  async encode(pv: PixelValues, signal: AbortSignal, onView?: (index: number, total: number) => void): Promise<ImageFeatures | undefined> {
     const [views, c, h, w] = pv.dims;
     const viewSize = c * h * w;
     if (this.mode === 'encoder') {
       if (signal.aborted) return undefined;
+      onView?.(0, 1);
       const out = await this.session.run({
         pixel_values: floatTensor(this.inputType, pv.data, [1, views, c, h, w]),
         image_sizes: int64Tensor([pv.originalSize.height, pv.originalSize.width], [1, 2]),
@@ -102,6 +103,7 @@ export class VisionEncoder {
     const parts: Float32Array[] = [];
     for (let v = 0; v < n; v++) {
       if (signal.aborted) return undefined;
+      onView?.(v, n);
       const out = await this.session.run({
         pixel_values: floatTensor(this.inputType, pv.data.subarray(v * viewSize, (v + 1) * viewSize), [1, c, h, w]),
       });

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LensError, LensErrorCode } from '../../../common/errors';
 import type { OnnxEngineOptions } from './engine';
-import type { AnswerDelta, AskRequest, AskResult, Engine, LoadOptions, LoadProgress, ModelInfo } from './types';
+import type { AnswerDelta, AskRequest, AskStage, AskResult, Engine, LoadOptions, LoadProgress, ModelInfo } from './types';
 
 export type ToWorker =
   | { type: 'load'; id: number; dir: string; options: LoadOptions }
@@ -28,6 +28,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'progress'; id: number; progress: LoadProgress }
   | { type: 'delta'; id: number; delta: AnswerDelta }
+  | { type: 'stage'; id: number; stage: AskStage }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'error'; id: number; code: number; message: string }
   | { type: 'log'; message: string };
@@ -40,6 +41,7 @@ interface Pending {
   reject: (e: Error) => void;
   onProgress?: (p: LoadProgress) => void;
   onDelta?: (d: AnswerDelta) => void;
+  onStage?: (s: AskStage) => void;
 }
 
 /** Serializable subset of OnnxEngineOptions (functions cannot cross threads). */
@@ -71,9 +73,9 @@ export class WorkerEngine implements Engine {
     this.worker?.postMessage({ type: 'forget', conversationId } satisfies ToWorker);
   }
 
-  ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal): Promise<AskResult> {
+  ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal, onStage?: (s: AskStage) => void): Promise<AskResult> {
     if (!this.loaded) return Promise.reject(new LensError(LensErrorCode.ModelNotLoaded, 'no model is loaded: call lens/loadModel (or pass --model) first.'));
-    return this.call<AskResult>({ type: 'ask', req }, signal, { onDelta });
+    return this.call<AskResult>({ type: 'ask', req }, signal, { onDelta, onStage });
   }
 
   /** Stops the worker thread (pending calls fail). */
@@ -132,6 +134,9 @@ export class WorkerEngine implements Engine {
         break;
       case 'delta':
         p.onDelta?.(m.delta);
+        break;
+      case 'stage':
+        p.onStage?.(m.stage);
         break;
       case 'result':
         this.pending.delete(m.id);
