@@ -59,16 +59,32 @@ function missingProviderLibrary(provider: string): string | undefined {
 }
 
 /**
+ * A graph to load: a path, or a path whose external data lives in another folder (a tuned copy
+ * of a graph, see graphTuning.ts). The latter is read into memory and loaded from bytes with that
+ * folder as onnxruntime's external-initializer folder (such graph files are small: the weights
+ * stay in the data file).
+ */
+export type ModelSource = string | { path: string; externalDataDir?: string };
+
+async function sessionInput(source: ModelSource, opts: ort.InferenceSession.SessionOptions): Promise<{ model: string | Uint8Array; opts: ort.InferenceSession.SessionOptions }> {
+  if (typeof source === 'string' || !source.externalDataDir) return { model: typeof source === 'string' ? source : source.path, opts };
+  const bytes = await fs.promises.readFile(source.path);
+  const extra = { ...(opts.extra ?? {}), session: { ...((opts.extra as { session?: object } | undefined)?.session ?? {}), model_external_initializers_file_folder_path: source.externalDataDir } };
+  return { model: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), opts: { ...opts, extra } };
+}
+
+/**
  * Creates a session from a file path (so external data next to the graph resolves) with the
  * first provider that works. Returns the session and the provider that ran.
  * Throws LensError(DeviceUnavailable) when an explicitly requested device cannot be used, and
  * LensError(ModelLoadFailed) when onnxruntime rejects the graph itself.
  */
 export async function createSession(
-  file: string,
+  source: ModelSource,
   device: Device | string,
   o: SessionFactoryOptions,
 ): Promise<{ session: ort.InferenceSession; provider: string }> {
+  const file = typeof source === 'string' ? source : source.path;
   const candidates = device === 'auto' ? autoProviderOrder() : [device];
   const compiled = availableProviders();
   const reasons: string[] = [];
@@ -84,7 +100,8 @@ export async function createSession(
       continue;
     }
     try {
-      const session = await ort.InferenceSession.create(file, sessionOptions(provider, o));
+      const input = await sessionInput(source, sessionOptions(provider, o));
+      const session = typeof input.model === 'string' ? await ort.InferenceSession.create(input.model, input.opts) : await ort.InferenceSession.create(input.model, input.opts);
       if (reasons.length) o.log(`execution provider: using ${provider}; skipped ${reasons.join('; ')}`);
       return { session, provider };
     } catch (e) {

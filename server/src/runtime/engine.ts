@@ -20,6 +20,7 @@ import { DebugDump } from './debug';
 import { Decoder } from './decoder';
 import { Embedder } from './embed';
 import { generate } from './generate';
+import { tuneGraph, type GraphTuningOptions, type TunedGraph } from './graphTuning';
 import { decodeImage } from './image';
 import { expandImageTokens, mergeImageFeatures, type ImageFeatures } from './merge';
 import { readModelSpec, type ModelSpec } from './modelSpec';
@@ -35,6 +36,8 @@ export interface OnnxEngineOptions {
   intraOpNumThreads?: number;
   /** Vision feature cache entries (by image bytes + preprocessing). */
   visionCacheSize?: number;
+  /** Load-time decoder graph tuning (graphTuning.ts); `false` loads the files as they are. Default: all passes on. */
+  graphTuning?: GraphTuningOptions | false;
 }
 
 interface Loaded {
@@ -53,6 +56,7 @@ const DEFAULT_MAX_PIXELS = 50e6;
 
 export class OnnxEngine implements Engine {
   private model: Loaded | undefined;
+  private tuned: TunedGraph | undefined;
   private readonly store: ConversationStore;
   private readonly visionCache = new Map<string, ImageFeatures>();
   private readonly log: (msg: string) => void;
@@ -64,6 +68,11 @@ export class OnnxEngine implements Engine {
 
   info(): ModelInfo | undefined {
     return this.model?.info;
+  }
+
+  /** What load-time graph tuning did to the loaded decoder (undefined before a load or when off). */
+  graphTuning(): TunedGraph | undefined {
+    return this.tuned;
   }
 
   /** Bytes held by kept KV caches. */
@@ -96,7 +105,9 @@ export class OnnxEngine implements Engine {
       sessions.push(e.session);
       cancelled();
       onProgress({ percent: 55, message: `loading decoder (${spec.files.decoder_model_merged.dtype}) on ${v.provider}` });
-      const d = await createSession(spec.files.decoder_model_merged.path, v.provider, sessionOpts);
+      const src = spec.files.decoder_model_merged.path;
+      this.tuned = this.opts.graphTuning === false ? undefined : await tuneGraph(src, this.opts.graphTuning, this.log);
+      const d = await createSession(this.tuned ?? src, v.provider, sessionOpts);
       sessions.push(d.session);
       cancelled();
       onProgress({ percent: 95, message: 'checking model' });
@@ -145,6 +156,7 @@ export class OnnxEngine implements Engine {
   async unload(): Promise<void> {
     const m = this.model;
     this.model = undefined;
+    this.tuned = undefined;
     this.store.clear();
     this.visionCache.clear();
     if (m) await Promise.all(m.sessions.map((s) => s.release().catch(() => undefined)));
