@@ -17,6 +17,7 @@ import { NotificationType, NotificationType0, ProgressType, RequestType, Request
 import type { ProgressToken } from 'vscode-jsonrpc';
 import type {
   AskResult,
+  AskStage,
   Device,
   DtypeSpec,
   FinishReason,
@@ -25,7 +26,7 @@ import type {
   Timings,
 } from '../server/src/runtime/types';
 
-export type { AskResult, Device, DtypeSpec, FinishReason, ModelFileRole, ModelInfo, Timings, ProgressToken };
+export type { AskResult, AskStage, Device, DtypeSpec, FinishReason, ModelFileRole, ModelInfo, Timings, ProgressToken };
 
 // ---------------------------------------------------------------------------------------------
 // Constants shared by both sides
@@ -208,6 +209,8 @@ export interface LensStatus {
   rssBytes: number;
   /** Requests waiting behind the running one (the running one not counted). */
   queueLength: number;
+  /** In `busy` while an ask runs: its stage (image decode, vision encoder view i of n, prefill, generate). */
+  stage?: AskStage;
 }
 
 /** daemon -> client, whenever any field but `rssBytes` changes. */

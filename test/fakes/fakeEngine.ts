@@ -175,6 +175,7 @@ export class FakeEngine implements Engine {
         firstTokenMs: 0,
         totalMs,
         promptTokens: req.prompt.split(/\s+/).length + 4 * req.images.length,
+        cachedTokens: 0,
         imageTokens: 4 * req.images.length,
         newTokens: tokenIds.length,
         decodeTokensPerSec: totalMs > 0 ? (1000 * tokenIds.length) / totalMs : 0,

@@ -87,5 +87,6 @@ export const ZERO_TIMINGS: Timings = {
   promptTokens: 0,
   imageTokens: 0,
   newTokens: 0,
+  cachedTokens: 0,
   decodeTokensPerSec: 0,
 };

@@ -40,7 +40,7 @@ import type {
   ModelInfo,
   WorkDoneProgressValue,
 } from '../../../common/protocol';
-import type { AskResult, Engine, LoadOptions } from '../runtime/types';
+import type { AskResult, AskStage, Engine, LoadOptions } from '../runtime/types';
 import { checkAgainstModel, resolveUserPath, toAskRequest, ZERO_TIMINGS } from './askInputs';
 import { invalidParams, toResponseError } from './errors';
 import { scanModelRoots } from './modelScan';
@@ -85,12 +85,14 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
   let initialized = false;
   let shuttingDown = false;
   let loading: { percent: number; message: string } | undefined;
+  let askStage: AskStage | undefined;
   let lastLoadError: string | undefined;
 
   const status = new StatusReporter(
     () => ({
       initialized,
       running: queue.runningLabel,
+      stage: askStage,
       queueLength: queue.waitingCount,
       loading,
       lastLoadError,
@@ -295,6 +297,10 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
           }
           checkAgainstModel(req, info, params.maxTokens !== undefined);
           let index = 0;
+          const onStage = (stage: AskStage) => {
+            askStage = stage;
+            status.update();
+          };
           return engine().ask(
             req,
             (d) => {
@@ -304,7 +310,10 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
               void connection.sendNotification(AnswerDeltaNotification, withConversation).catch(() => undefined);
             },
             signal,
-          );
+            onStage,
+          ).finally(() => {
+            askStage = undefined;
+          });
         },
         whenCancelledWhileQueued: cancelledAnswer,
       },

@@ -3,7 +3,7 @@
  * `rssBytes` changed. Sending starts with `enable()` (after `initialized`: LSP wants no
  * server-initiated messages before the client finished initializing).
  */
-import type { LensState, LensStatus, ModelInfo } from '../../../common/protocol';
+import type { AskStage, LensState, LensStatus, ModelInfo } from '../../../common/protocol';
 
 export interface StatusInputs {
   initialized: boolean;
@@ -13,6 +13,23 @@ export interface StatusInputs {
   loading: { percent: number; message: string } | undefined;
   lastLoadError: string | undefined;
   model: ModelInfo | undefined;
+  /** Stage of the running ask, if any. */
+  stage?: AskStage;
+}
+
+/** "Encoding image 1/2 (view 3/10)"-style text for a running ask's stage. */
+export function describeStage(s: AskStage): string {
+  const of = s.index !== undefined && s.total !== undefined && s.total > 1 ? ` ${s.index + 1}/${s.total}` : '';
+  switch (s.stage) {
+    case 'image':
+      return `Reading image${of}`;
+    case 'vision':
+      return `Encoding image${of ? ` (view${of})` : ''}`;
+    case 'prefill':
+      return 'Reading the prompt';
+    case 'generate':
+      return 'Answering';
+  }
 }
 
 export function computeStatus(s: StatusInputs, rssBytes: number): LensStatus {
@@ -29,7 +46,8 @@ export function computeStatus(s: StatusInputs, rssBytes: number): LensStatus {
   } else if (state === 'error') {
     status.message = s.lastLoadError;
   } else if (state === 'busy') {
-    status.message = `Running ${s.running}`;
+    status.message = s.stage && s.running === 'lens/ask' ? describeStage(s.stage) : `Running ${s.running}`;
+    if (s.stage && s.running === 'lens/ask') status.stage = s.stage;
   } else if (state === 'ready') {
     status.message = s.model ? `${s.model.name} on ${s.model.device}` : 'No model loaded';
   }

@@ -24,11 +24,14 @@ export function autoProviderOrder(platform: NodeJS.Platform = process.platform, 
   return ['cpu'];
 }
 
-/** Providers compiled into this onnxruntime-node build (whether their libraries load is another matter). */
+/**
+ * Providers this onnxruntime-node build can use here: the ones bundled with the package, plus
+ * CUDA when its separately installed libraries are present.
+ */
 export function availableProviders(): string[] {
-  const list = (ort as unknown as { listSupportedBackends?: () => Array<{ name: string }> }).listSupportedBackends?.() ?? [];
-  const names = list.map((b) => b.name);
-  return names.length ? names : ['cpu'];
+  const list = (ort as unknown as { listSupportedBackends?: () => Array<{ name: string; bundled: boolean }> }).listSupportedBackends?.() ?? [];
+  const names = list.filter((b) => b.bundled || missingProviderLibrary(b.name) === undefined && b.name === 'cuda').map((b) => b.name);
+  return names.includes('cpu') ? names : ['cpu', ...names];
 }
 
 export interface SessionFactoryOptions {
@@ -86,7 +89,7 @@ export async function createSession(
 ): Promise<{ session: ort.InferenceSession; provider: string }> {
   const file = typeof source === 'string' ? source : source.path;
   const candidates = device === 'auto' ? autoProviderOrder() : [device];
-  const compiled = availableProviders();
+  const compiled = (ort as unknown as { listSupportedBackends?: () => Array<{ name: string }> }).listSupportedBackends?.().map((b) => b.name) ?? ['cpu'];
   const reasons: string[] = [];
   for (const provider of candidates) {
     if (provider !== 'cpu' && !compiled.includes(provider)) {

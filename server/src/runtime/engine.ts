@@ -181,7 +181,7 @@ export class OnnxEngine implements Engine {
       conv = c;
     } else conv = this.store.create();
     const debug = new DebugDump();
-    const timings: Timings = { decodeImageMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, firstTokenMs: 0, totalMs: 0, promptTokens: 0, imageTokens: 0, newTokens: 0, decodeTokensPerSec: 0 };
+    const timings: Timings = { decodeImageMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, firstTokenMs: 0, totalMs: 0, promptTokens: 0, cachedTokens: 0, imageTokens: 0, newTokens: 0, decodeTokensPerSec: 0 };
     const cancelledResult = (): AskResult => {
       timings.totalMs = performance.now() - t0;
       return { text: '', tokenIds: [], conversationId: conv.id, finishReason: 'cancelled', timings, device: m.info.device, model: m.info.name };
@@ -242,6 +242,7 @@ export class OnnxEngine implements Engine {
     const pre = await m.decoder.step(embeds, forwardIds.length, startCache);
     timings.prefillMs = performance.now() - t5;
     timings.promptTokens = contextIds.length;
+    timings.cachedTokens = start;
     timings.imageTokens = feats.reduce((n, f) => n + f.rows, 0);
     debug.tensor('logits_first', pre.logits, [pre.logits.length]);
     if (signal.aborted) {

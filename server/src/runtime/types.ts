@@ -83,7 +83,11 @@ export interface Timings {
   prefillMs: number;
   firstTokenMs: number;
   totalMs: number;
+  /** Tokens in the context before generation (history + this turn's prompt, image tokens included). */
   promptTokens: number;
+  /** Of those, tokens whose KV cache was reused from the conversation (not prefilled again). */
+  cachedTokens: number;
+  /** Image tokens added by this turn's images. */
   imageTokens: number;
   newTokens: number;
   decodeTokensPerSec: number;

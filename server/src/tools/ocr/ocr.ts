@@ -29,9 +29,11 @@ export interface OcrOptions {
   minScore: number;
   /** 'auto' (default): detect inverted too when the image is mostly dark; 'never' / 'always'. */
   invert: 'auto' | 'never' | 'always';
+  /** Detector box threshold (mean text probability in a box; PaddleOCR det_db_box_thresh, default 0.5). */
+  boxThreshold: number;
 }
 
-export const DEFAULT_OCR: OcrOptions = { maxSide: 2048, upscaleBelow: 1024, minScore: 0.5, invert: 'auto' };
+export const DEFAULT_OCR: OcrOptions = { maxSide: 2048, upscaleBelow: 1024, minScore: 0.5, invert: 'auto', boxThreshold: 0.5 };
 
 export interface OcrResult {
   lines: OcrLine[];
@@ -49,9 +51,9 @@ export async function runOcr(img: Rgb, options: Partial<OcrOptions> = {}, signal
 
   const t0 = Date.now();
   const dark = o.invert === 'always' || (o.invert === 'auto' && meanLuma(img) < 110);
-  let boxes = await detectText(models.det, img, { ...DEFAULT_DETECT, scale }, signal);
+  let boxes = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold }, signal);
   if (dark) {
-    const inverted = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, invert: true }, signal);
+    const inverted = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold, invert: true }, signal);
     boxes = unionBoxes(boxes, inverted);
   }
   const t1 = Date.now();

@@ -18,6 +18,8 @@ const REC_MAX_WIDTH = 3200;
 /** Most padded pixels a batch may hold (bounds memory: 48 × width × 3 × batch floats). */
 const BATCH_PIXEL_WIDTH = 6 * 1280;
 const BATCH_MAX = 8;
+/** See `ctcGreedy`. */
+export const DEFAULT_SPACE_THRESHOLD = Number(process.env.SPT ?? 0.1);
 
 export interface Recognised {
   text: string;
@@ -32,6 +34,7 @@ export async function recognizeText(
   img: Rgb,
   rects: PxRect[],
   signal?: AbortSignal,
+  spaceThreshold = DEFAULT_SPACE_THRESHOLD,
 ): Promise<Recognised[]> {
   const results: Recognised[] = new Array(rects.length);
   const items = rects.map((r, i) => {
@@ -73,7 +76,7 @@ export async function recognizeText(
     const [, steps, classes] = probs.dims as number[];
     const data = probs.data as Float32Array; // [B, T, classes] f32
     batch.forEach((b, n) => {
-      results[b.i] = ctcGreedy(data.subarray(n * steps * classes, (n + 1) * steps * classes), steps, classes, charset);
+      results[b.i] = ctcGreedy(data.subarray(n * steps * classes, (n + 1) * steps * classes), steps, classes, charset, spaceThreshold);
     });
     probs.dispose();
   }
@@ -83,12 +86,19 @@ export async function recognizeText(
 /**
  * CTC greedy decoding of one [T, classes] softmax: argmax per step, drop repeats, drop blank (0).
  * The score is the mean of the kept steps' maxima.
+ *
+ * Space recovery: the Chinese PP-OCRv4 recogniser often lets the blank win by a small margin
+ * over the space class at English word gaps (space at 0.1–0.3 where it is ~0 elsewhere). When,
+ * between two emitted characters, the space probability of some blank step reaches
+ * `spaceThreshold`, a space is inserted (0 turns this off; 1 is plain greedy decoding).
  */
-export function ctcGreedy(p: Float32Array, steps: number, classes: number, charset: string[]): Recognised {
+export function ctcGreedy(p: Float32Array, steps: number, classes: number, charset: string[], spaceThreshold = 0): Recognised {
+  const space = charset.length - 1;
   let text = '';
   let sum = 0;
   let kept = 0;
   let prev = -1;
+  let gapSpace = 0; // max space probability since the last emitted character
   for (let t = 0; t < steps; t++) {
     const row = t * classes;
     let best = 0;
@@ -99,10 +109,14 @@ export function ctcGreedy(p: Float32Array, steps: number, classes: number, chars
         best = c;
       }
     }
-    if (best !== 0 && best !== prev) {
+    if (best === 0) {
+      if (kept > 0 && p[row + space] > gapSpace) gapSpace = p[row + space];
+    } else if (best !== prev) {
+      if (spaceThreshold > 0 && gapSpace >= spaceThreshold && best !== space && !text.endsWith(' ')) text += ' ';
       text += charset[best] ?? '';
       sum += bestP;
       kept++;
+      gapSpace = 0;
     }
     prev = best;
   }
