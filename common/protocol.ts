@@ -274,6 +274,31 @@ export interface AnswerDeltaParams {
 /** daemon -> client, once per generated token of a `lens/ask` that carried a `streamId`, before its result. */
 export const AnswerDeltaNotification = new NotificationType<AnswerDeltaParams>('lens/answerDelta');
 
+/** Something a tool produced that a client can show over or beside the image. Boxes are normalised to the raw image ([x0, y0, x1, y1] in 0..1). */
+export type Artefact =
+  | { kind: 'boxes'; boxes: Array<{ box: [number, number, number, number]; label?: string; score?: number }> }
+  | { kind: 'image'; mimeType: string; base64: string; caption?: string };
+
+/** One step of the tool loop (LLaVA-Plus style): the model's thought, the tool it called and what came back. */
+export interface AgentStepParams {
+  /** The `streamId` of the `lens/ask` this belongs to. */
+  streamId: string;
+  /** 0, 1, 2, ... per ask, in the order the steps happened. */
+  index: number;
+  thought?: string;
+  tool?: string;
+  args?: unknown;
+  /** The observation as the model sees it (a summary; bulky fields stripped). */
+  observation?: string;
+  artefacts?: Artefact[];
+  /** Set when the tool failed, timed out or its call could not be parsed. */
+  error?: string;
+  ms: number;
+}
+
+/** daemon -> client, once per tool-loop step of a `lens/ask` that carried a `streamId`, as it happens, before its result. */
+export const AgentStepNotification = new NotificationType<AgentStepParams>('lens/agentStep');
+
 export interface ForgetConversationParams {
   conversationId: string;
 }

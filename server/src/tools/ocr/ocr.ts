@@ -50,12 +50,15 @@ export async function runOcr(img: Rgb, options: Partial<OcrOptions> = {}, signal
   const scale = long <= o.upscaleBelow ? 2 : Math.min(1, o.maxSide / long);
 
   const t0 = Date.now();
+  // Light-on-dark text is found better inverted: detect in the dominant polarity first, then add
+  // what the other polarity finds elsewhere (a blue button on a light page, a light panel on a dark one).
   const dark = o.invert === 'always' || (o.invert === 'auto' && meanLuma(img) < 110);
-  let boxes = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold }, signal);
-  if (dark) {
-    const inverted = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold, invert: true }, signal);
-    boxes = unionBoxes(boxes, inverted);
+  let boxes = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold, invert: dark }, signal);
+  if (dark && o.invert === 'auto') {
+    const other = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold }, signal);
+    boxes = unionBoxes(boxes, other);
   }
+  boxes = joinTouching(boxes);
   const t1 = Date.now();
 
   const rects = boxes.map((b) => ({
@@ -68,12 +71,23 @@ export async function runOcr(img: Rgb, options: Partial<OcrOptions> = {}, signal
   const t2 = Date.now();
 
   const pieces = rects
-    .map((r, i) => ({ ...r, text: texts[i].text.trim(), score: texts[i].score }))
+    .map((r, i) => ({ ...r, text: latinPunctuation(texts[i].text.trim()), score: texts[i].score }))
     .filter((p) => p.text.length > 0 && p.score >= o.minScore);
   const lines = readingOrder(pieces).map(
     (p): OcrLine => ({ text: p.text, box: [p.x0 / img.width, p.y0 / img.height, p.x1 / img.width, p.y1 / img.height], score: p.score }),
   );
   return { lines, stats: { scale, boxes: rects.length, detectMs: t1 - t0, recognizeMs: t2 - t1 } };
+}
+
+/**
+ * The recogniser was trained on Chinese text and often writes full-width punctuation (，）：) or
+ * the ideographic full stop in Latin text. In a line that is mostly ASCII, those become ASCII.
+ */
+export function latinPunctuation(text: string): string {
+  let ascii = 0;
+  for (const ch of text) if (ch.charCodeAt(0) < 128) ascii++;
+  if (ascii < 0.6 * [...text].length) return text;
+  return text.replace(/[\uff01-\uff5e]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xfee0)).replace(/\u3002/g, '.');
 }
 
 /** Mean luma (0..255) over a sparse sample of pixels. */
@@ -88,6 +102,35 @@ function meanLuma(img: Rgb): number {
     count++;
   }
   return sum / count;
+}
+
+/**
+ * Joins boxes of one row that overlap or nearly touch (gap under a third of the height): the
+ * unclip expansion makes neighbouring DB boxes overlap, and recognising them separately reads
+ * the shared characters twice. Repeats until nothing changes.
+ */
+function joinTouching(boxes: DetBox[]): DetBox[] {
+  const out = boxes.map((b) => ({ ...b }));
+  let changed = true;
+  while (changed) {
+    changed = false;
+    for (let i = 0; i < out.length && !changed; i++) {
+      for (let j = i + 1; j < out.length; j++) {
+        const a = out[i];
+        const b = out[j];
+        const h = Math.min(a.y1 - a.y0, b.y1 - b.y0);
+        const vOverlap = Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0);
+        const gap = Math.max(a.x0, b.x0) - Math.min(a.x1, b.x1);
+        if (vOverlap >= 0.6 * h && gap < h / 3) {
+          out[i] = { x0: Math.min(a.x0, b.x0), y0: Math.min(a.y0, b.y0), x1: Math.max(a.x1, b.x1), y1: Math.max(a.y1, b.y1), score: Math.max(a.score, b.score) };
+          out.splice(j, 1);
+          changed = true;
+          break;
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /** `a` plus the boxes of `b` that do not overlap a box of `a` by more than a third of the smaller area. */

@@ -19,7 +19,7 @@ const REC_MAX_WIDTH = 3200;
 const BATCH_PIXEL_WIDTH = 6 * 1280;
 const BATCH_MAX = 8;
 /** See `ctcGreedy`. */
-export const DEFAULT_SPACE_THRESHOLD = Number(process.env.SPT ?? 0.1);
+export const DEFAULT_SPACE_THRESHOLD = 0.12;
 
 export interface Recognised {
   text: string;
@@ -90,8 +90,12 @@ export async function recognizeText(
  * Space recovery: the Chinese PP-OCRv4 recogniser often lets the blank win by a small margin
  * over the space class at English word gaps (space at 0.1–0.3 where it is ~0 elsewhere). When,
  * between two emitted characters, the space probability of some blank step reaches
- * `spaceThreshold`, a space is inserted (0 turns this off; 1 is plain greedy decoding).
+ * `spaceThreshold`, a space is inserted (0 turns this off; 1 is plain greedy decoding), except
+ * before closing punctuation and after opening brackets, which monospaced fonts space widely.
  */
+const NO_SPACE_BEFORE = /^[.,;:!?)\]}）】，。；：]$/u;
+const NO_SPACE_AFTER = /[([{（【]$/u;
+
 export function ctcGreedy(p: Float32Array, steps: number, classes: number, charset: string[], spaceThreshold = 0): Recognised {
   const space = charset.length - 1;
   let text = '';
@@ -112,8 +116,11 @@ export function ctcGreedy(p: Float32Array, steps: number, classes: number, chars
     if (best === 0) {
       if (kept > 0 && p[row + space] > gapSpace) gapSpace = p[row + space];
     } else if (best !== prev) {
-      if (spaceThreshold > 0 && gapSpace >= spaceThreshold && best !== space && !text.endsWith(' ')) text += ' ';
-      text += charset[best] ?? '';
+      const ch = charset[best] ?? '';
+      if (spaceThreshold > 0 && gapSpace >= spaceThreshold && best !== space && !text.endsWith(' ') && !NO_SPACE_BEFORE.test(ch) && !NO_SPACE_AFTER.test(text)) {
+        text += ' ';
+      }
+      text += ch;
       sum += bestP;
       kept++;
       gapSpace = 0;
