@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { makeTestModel } from '../testmodel';
 
 export const DEFAULT_PRESET = 'tiny-onevision';
 
@@ -27,31 +28,6 @@ export interface ModelChoice {
   embedded: boolean;
 }
 
-/** The generator's API (server/src/testmodel), required lazily: it is optional at build time. */
-export interface TestModelModule {
-  makeTestModel(
-    dir: string,
-    opts: {
-      preset: string;
-      config?: Record<string, unknown>;
-      seed?: number;
-      externalData?: boolean;
-      variants?: string[];
-      onProgress?: (message: string) => void;
-    },
-  ): Promise<{ files: string[] }>;
-  describePresets?(): string;
-}
-
-export function loadTestModelModule(): TestModelModule {
-  try {
-    return require('../testmodel') as TestModelModule;
-  } catch (e) {
-    const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new Error(`the test-model generator is not available in this build (${reason}); pass --model DIR to use an existing model.`);
-  }
-}
-
 async function isModelFolder(dir: string): Promise<boolean> {
   return fs.stat(path.join(dir, 'config.json')).then((s) => s.isFile(), () => false);
 }
@@ -60,12 +36,11 @@ async function isModelFolder(dir: string): Promise<boolean> {
 export async function ensureDefaultModel(log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const final = path.join(cacheDir(env), 'models', DEFAULT_PRESET);
   if (await isModelFolder(final)) return final;
-  const gen = loadTestModelModule();
   await fs.mkdir(path.dirname(final), { recursive: true });
   const tmp = await fs.mkdtemp(`${final}.tmp-`);
   log(`Generating the embedded test model into ${final} (first run only)…`);
   try {
-    await gen.makeTestModel(tmp, { preset: DEFAULT_PRESET });
+    await makeTestModel(tmp, { preset: DEFAULT_PRESET });
     try {
       await fs.rename(tmp, final);
     } catch (e) {

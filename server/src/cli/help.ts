@@ -1,7 +1,9 @@
 /** Usage texts of the CLI commands. */
 import { DEVICES, DTYPES } from '../../../common/protocol';
 
-export const PRESETS = ['tiny-llava', 'tiny-onevision', 'bench'] as const;
+import { PRESET_NAMES } from '../testmodel';
+
+export const PRESETS = PRESET_NAMES;
 
 export const MAIN_USAGE = `Usage: llava-lens <command> [options]
 

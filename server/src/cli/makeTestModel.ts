@@ -1,9 +1,8 @@
 /** `llava-lens make-test-model <dir> --preset P ...`: a thin front to server/src/testmodel. */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { DTYPES } from '../../../common/protocol';
 import { UsageError, numberOption, parse } from './args';
-import { loadTestModelModule } from './defaultModel';
+import { makeTestModel, VARIANTS, type PresetName } from '../testmodel';
 import { PRESETS } from './help';
 
 export interface MakeTestModelSettings {
@@ -57,17 +56,16 @@ export async function parseMakeTestModelArgs(argv: string[]): Promise<MakeTestMo
   if (seed !== undefined) settings.seed = seed;
   if (values.variants !== undefined) {
     const list = values.variants.split(',').map((v) => v.trim()).filter((v) => v !== '');
-    const bad = list.find((v) => !(DTYPES as readonly string[]).includes(v));
-    if (bad !== undefined) throw new UsageError(`--variants: unknown precision "${bad}"; use some of ${DTYPES.join(', ')}.`);
+    const bad = list.find((v) => !(VARIANTS as readonly string[]).includes(v));
+    if (bad !== undefined) throw new UsageError(`--variants: the generator writes ${VARIANTS.join(', ')} variants, not "${bad}".`);
     settings.variants = list;
   }
   return settings;
 }
 
 export async function runMakeTestModel(s: MakeTestModelSettings): Promise<number> {
-  const gen = loadTestModelModule();
-  const { files } = await gen.makeTestModel(s.dir, {
-    preset: s.preset,
+  const { files } = await makeTestModel(s.dir, {
+    preset: s.preset as PresetName,
     ...(s.config ? { config: s.config } : {}),
     ...(s.seed !== undefined ? { seed: s.seed } : {}),
     externalData: s.externalData,

@@ -12,7 +12,9 @@ import { IPCMessageReader, IPCMessageWriter, StreamMessageReader, StreamMessageW
 import type { MessageReader, MessageWriter } from 'vscode-jsonrpc';
 import { LensError, LensErrorCode } from '../../../common/errors';
 import type { LensInitializationOptions } from '../../../common/protocol';
+import { availableProviders } from '../runtime/backend';
 import type { Engine } from '../runtime/types';
+import { WorkerEngine } from '../runtime/workerEngine';
 import { createDaemonConnection } from './connection';
 import { startDaemon, type EngineFactory } from './server';
 import { SERVE_USAGE } from '../cli/help';
@@ -29,7 +31,7 @@ function unavailableEngine(reason: string): Engine {
   return { load: async () => fail(), unload: async () => {}, info: () => undefined, ask: async () => fail(), forget: () => {} };
 }
 
-/** The engine the daemon uses: the test hook's module, else the ONNX engine (required lazily). */
+/** The engine the daemon uses: the test hook's module, else the ONNX engine on a worker thread. */
 export function defaultEngineFactory(log: (msg: string) => void): EngineFactory {
   return (init: LensInitializationOptions) => {
     const hook = process.env.LLAVA_LENS_ENGINE;
@@ -39,17 +41,9 @@ export function defaultEngineFactory(log: (msg: string) => void): EngineFactory 
         return mod.createEngine(init, { log });
       }
       // The worker-thread engine keeps the daemon responsive (status, queue, cancel) while
-      // onnxruntime computes; fall back to the in-thread engine if it is not in this build.
-      type EngineCtor = new (o: { log: (m: string) => void; limits?: { maxHistoryTurns?: number } }) => Engine;
+      // onnxruntime computes.
       const limits = init.maxHistoryTurns !== undefined ? { maxHistoryTurns: init.maxHistoryTurns } : undefined;
-      const opts = limits ? { log, limits } : { log };
-      let Ctor: EngineCtor;
-      try {
-        Ctor = (require('../runtime/workerEngine') as { WorkerEngine: EngineCtor }).WorkerEngine;
-      } catch {
-        Ctor = (require('../runtime/engine') as { OnnxEngine: EngineCtor }).OnnxEngine;
-      }
-      return new Ctor(opts);
+      return new WorkerEngine(limits ? { log, limits } : { log });
     } catch (e) {
       const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
       log(`[error] engine unavailable: ${reason}`);
@@ -58,14 +52,6 @@ export function defaultEngineFactory(log: (msg: string) => void): EngineFactory 
   };
 }
 
-function executionProviders(): string[] {
-  try {
-    const backend = require('../runtime/backend') as { availableProviders?: () => string[] };
-    return backend.availableProviders?.() ?? ['cpu'];
-  } catch {
-    return ['cpu'];
-  }
-}
 
 /**
  * Runs the daemon until the client sends `exit` or goes away. Returns an exit code for usage
@@ -118,7 +104,7 @@ export function runServe(argv: string[]): number | undefined {
   } else {
     process.on('disconnect', clientGone);
   }
-  startDaemon(connection, defaultEngineFactory(logLine), { executionProviders, log: logLine });
+  startDaemon(connection, defaultEngineFactory(logLine), { executionProviders: availableProviders, log: logLine });
   return undefined;
 }
 

@@ -18,10 +18,10 @@ import { PRESET_NAMES, PresetName, resolveSpec } from './presets';
 import { buildTokenizer } from './tokenizer/tokenizerFiles';
 
 export type { PresetName } from './presets';
-export { describePresets } from './presets';
+export { describePresets, PRESET_NAMES } from './presets';
 
 export type Variant = 'fp16' | 'q4';
-const VARIANTS: Variant[] = ['fp16', 'q4'];
+export const VARIANTS: readonly Variant[] = ['fp16', 'q4'];
 
 export interface MakeTestModelOptions {
   preset: PresetName;

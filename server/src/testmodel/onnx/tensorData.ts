@@ -9,6 +9,7 @@
  */
 import * as os from 'node:os';
 import { onnx } from 'onnx-proto';
+import { f16BitsToF32, f32ToF16Bits } from '../../runtime/float16';
 import { hashKey, normalAt } from '../prng';
 
 export const DataType = onnx.TensorProto.DataType;
@@ -37,44 +38,10 @@ if (os.endianness() !== 'LE') {
   throw new Error('testmodel: big-endian hosts are not supported');
 }
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
 /** IEEE float32 -> float16 bits, round to nearest even. */
-export function toHalfBits(v: number): number {
-  f32Scratch[0] = v;
-  const x = u32Scratch[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1) === 1)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++;
-  return sign | half;
-}
-
+export const toHalfBits = f32ToF16Bits;
 /** float16 bits -> number. */
-export function fromHalfBits(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
+export const fromHalfBits = f16BitsToF32;
 
 function product(dims: number[]): number {
   return dims.reduce((a, b) => a * b, 1);

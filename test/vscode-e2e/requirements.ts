@@ -1,0 +1,66 @@
+/**
+ * Where the VS Code end-to-end suite finds what `test/vscode-e2e/setup.sh` installs, and the check
+ * that turns a missing piece into a failure that says how to fix it.
+ *
+ * Environment:
+ * - `LLAVA_LENS_E2E_CACHE`: the cache folder setup.sh installs code-server into
+ *   (default `~/.cache/llava-lens-e2e`).
+ * - `LLAVA_LENS_CODE_SERVER`: a code-server executable to use instead.
+ * - `LLAVA_LENS_CHROMIUM`: a Chromium executable to use instead of Debian's.
+ * - `LLAVA_LENS_SKIP_VSCODE_E2E=1`: skip the suite (the only way to skip it).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** The repository root (this file compiles to out/test/vscode-e2e/). It is the unpacked extension. */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+
+export const CACHE_DIR = process.env.LLAVA_LENS_E2E_CACHE || path.join(os.homedir(), '.cache', 'llava-lens-e2e');
+
+export const CODE_SERVER_VERSION = '4.100.3';
+
+export const codeServerBin = (): string =>
+  process.env.LLAVA_LENS_CODE_SERVER || path.join(CACHE_DIR, 'code-server', 'node_modules', '.bin', 'code-server');
+
+export function chromiumBin(): string {
+  if (process.env.LLAVA_LENS_CHROMIUM) return process.env.LLAVA_LENS_CHROMIUM;
+  const candidates = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
+  return candidates.find((c) => fs.existsSync(c)) ?? candidates[0];
+}
+
+/** True when the suite was switched off explicitly. */
+export const skipRequested = (): boolean => process.env.LLAVA_LENS_SKIP_VSCODE_E2E === '1';
+
+/** What is missing to run the suite, each with the fix; empty when everything is there. */
+export function missingRequirements(): string[] {
+  const missing: string[] = [];
+  const setup = 'run `bash test/vscode-e2e/setup.sh` (or set LLAVA_LENS_SKIP_VSCODE_E2E=1 to skip this suite)';
+  const cs = codeServerBin();
+  if (!fs.existsSync(cs)) missing.push(`code-server is not installed at ${cs}: ${setup}`);
+  const chromium = chromiumBin();
+  if (!fs.existsSync(chromium)) missing.push(`Chromium is not installed at ${chromium}: ${setup}`);
+  try {
+    require.resolve('playwright-core', { paths: [REPO_ROOT] });
+  } catch {
+    missing.push('playwright-core is not installed: run `npm ci`');
+  }
+  const main = path.join(REPO_ROOT, readManifest().main ?? 'out/client/src/extension.js');
+  if (!fs.existsSync(main)) missing.push(`the extension is not built (${main} is missing): run \`npm run build\``);
+  return missing;
+}
+
+export interface Manifest {
+  name: string;
+  publisher: string;
+  version: string;
+  main?: string;
+}
+
+export const readManifest = (): Manifest => JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as Manifest;
+
+/** `publisher.name`, the id VS Code knows the extension by. */
+export function extensionId(): string {
+  const m = readManifest();
+  return `${m.publisher}.${m.name}`;
+}
