@@ -137,6 +137,18 @@ describe('loading', () => {
   });
 });
 
+test('history is bounded: past maxHistoryTurns the oldest turn is dropped and the context rebuilt', async () => {
+  const e = new OnnxEngine({ limits: { maxHistoryTurns: 2 } });
+  await e.load(ov, {}, noProgress, never());
+  const a = await e.ask({ images: [], prompt: 'one', options: opts({ maxTokens: 2 }) }, () => undefined, never());
+  const b = await e.ask({ conversationId: a.conversationId, images: [], prompt: 'two', options: opts({ maxTokens: 2 }) }, () => undefined, never());
+  assert.ok(b.timings.cachedTokens > 0);
+  const c = await e.ask({ conversationId: a.conversationId, images: [], prompt: 'three', options: opts({ maxTokens: 2 }) }, () => undefined, never());
+  assert.equal(c.timings.cachedTokens, 0, 'rebuilt after dropping turn one');
+  assert.ok(c.timings.promptTokens < b.timings.promptTokens + b.tokenIds.length + 8, 'turn one is gone');
+  await e.unload();
+});
+
 test('cancel during the vision encoder (in-thread): no view runs after the cancel', async () => {
   const e = new OnnxEngine();
   await e.load(ov, {}, noProgress, never());
@@ -241,6 +253,14 @@ describe('asking (worker thread)', () => {
     assert.ok(third.timings.promptTokens > second.timings.promptTokens + third.timings.imageTokens);
     engine.forget(first.conversationId);
     await assert.rejects(engine.ask({ conversationId: first.conversationId, images: [], prompt: 'x', options: opts() }, () => undefined, never()), (e: { code: number }) => e.code === LensErrorCode.UnknownConversation);
+  });
+
+  test('a system prompt opens a conversation; a tool turn continues it (ChatML tool role)', async () => {
+    const plain = await engine.ask({ images: [], prompt: 'Read the label.', options: opts({ maxTokens: 3 }) }, () => undefined, never());
+    const sys = await engine.ask({ images: [], prompt: 'Read the label.', system: 'You can call tools.', options: opts({ maxTokens: 3 }) }, () => undefined, never());
+    assert.ok(sys.timings.promptTokens !== plain.timings.promptTokens, 'the system prompt replaced the default one');
+    const tool = await engine.ask({ conversationId: sys.conversationId, role: 'tool', images: [], prompt: '{"texts": ["OK"]}', options: opts({ maxTokens: 3 }) }, () => undefined, never());
+    assert.ok(tool.timings.cachedTokens > 0, 'the tool turn extends the cached conversation');
   });
 
   test('bad images: each a clear error, then the engine still answers', async () => {

@@ -38,6 +38,12 @@ export interface OnnxEngineOptions {
   visionCacheSize?: number;
   /** Load-time decoder graph tuning (graphTuning.ts); `false` loads the files as they are. Default: all passes on. */
   graphTuning?: GraphTuningOptions | false;
+  /**
+   * A logits processor run in place before each sampled token (`step` 0 = the first). For
+   * benchmarks and debugging, e.g. banning EOS to force a token count. In-process engines only
+   * (a function cannot cross to a worker thread).
+   */
+  processLogits?: (logits: Float32Array, step: number) => void;
 }
 
 interface Loaded {
@@ -206,7 +212,8 @@ export class OnnxEngine implements Engine {
     }
 
     // 3. prompt ids, with image slots sized by the rows each image will take
-    const userMsg: ChatMessage = { role: 'user', text: req.prompt, images: req.images.length };
+    const userMsg: ChatMessage = { role: req.role ?? 'user', text: req.prompt, images: req.images.length };
+    if (req.system !== undefined && conv.messages.length === 0) conv.messages.push({ role: 'system', text: req.system, images: 0 });
     this.trimHistory(conv);
     let plan = this.planPrompt(m, conv, userMsg, pixels.map((p) => m.vision.expectedRows(p)));
 
@@ -269,6 +276,7 @@ export class OnnxEngine implements Engine {
       stop: o.stop,
       signal,
       onToken: (text, tokenId) => onDelta({ text, tokenId }),
+      processLogits: this.opts.processLogits,
     });
     const tEnd = performance.now();
 
@@ -296,7 +304,7 @@ export class OnnxEngine implements Engine {
   private planPrompt(m: Loaded, conv: Conversation, user: ChatMessage, newRows: number[]) {
     const fits = (n: number) => n < m.spec.text.maxPositions;
     for (;;) {
-      if (conv.messages.length > 0) {
+      if (conv.ids.length > 0 && conv.messages[conv.messages.length - 1]?.role === 'assistant') {
         const cont = m.format.continuationIds(conv.messages, conv.lastAnswerIds, user);
         if (cont) {
           const newIds = expandImageTokens(cont, m.spec.imageTokenId, newRows);
@@ -307,7 +315,7 @@ export class OnnxEngine implements Engine {
       const rows = [...conv.images.map((f) => f.rows), ...newRows];
       const newIds = expandImageTokens(all, m.spec.imageTokenId, rows);
       if (fits(newIds.length)) return { reuse: false, baseIds: [] as number[], newIds, newRows, historyImages: conv.images };
-      if (conv.messages.length === 0) {
+      if (!conv.messages.some((x) => x.role === 'user' || x.role === 'tool')) {
         const imageTokens = newRows.reduce((a, b) => a + b, 0);
         throw new LensError(LensErrorCode.PromptTooLong, `the prompt needs ${newIds.length} tokens (${imageTokens} for images) but the model's context is ${m.spec.text.maxPositions}: shorten the question or send fewer or smaller images.`);
       }
@@ -319,13 +327,15 @@ export class OnnxEngine implements Engine {
     while (conv.messages.filter((x) => x.role === 'user').length >= this.store.limits.maxHistoryTurns) this.dropOldestTurn(conv);
   }
 
-  /** Drops the first user turn (and its answer and images); the cache no longer matches. */
+  /** Drops the first user turn (with its answer, tool turns and images; a system prompt stays); the cache no longer matches. */
   private dropOldestTurn(conv: Conversation): void {
-    const firstUser = conv.messages.findIndex((x) => x.role === 'user');
-    if (firstUser < 0) return;
+    let firstUser = conv.messages.findIndex((x) => x.role === 'user');
     let end = firstUser + 1;
-    while (end < conv.messages.length && conv.messages[end].role !== 'user') end++;
-    const dropped = conv.messages.splice(firstUser, end - firstUser);
+    if (firstUser < 0) {
+      firstUser = conv.messages.findIndex((x) => x.role !== 'system'); // no user turn left: drop the rest
+      end = conv.messages.length;
+    } else while (end < conv.messages.length && conv.messages[end].role !== 'user') end++;
+    const dropped = firstUser < 0 ? [] : conv.messages.splice(firstUser, end - firstUser);
     conv.images.splice(0, dropped.reduce((n, x) => n + x.images, 0));
     conv.cache?.dispose();
     conv.cache = undefined;

@@ -74,11 +74,13 @@ export class PromptFormat {
 
   /** Answer text for the user (special tokens skipped). */
   decode(ids: readonly number[]): string {
+    if (ids.length === 0) return '';
     return this.tokenizer.decode(ids as number[], { skip_special_tokens: true, clean_up_tokenization_spaces: false });
   }
 
   /** Exact text of the ids, special tokens included (for aligning with the template). */
   decodeVerbatim(ids: readonly number[]): string {
+    if (ids.length === 0) return '';
     return this.tokenizer.decode(ids as number[], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   }
 

@@ -71,6 +71,10 @@ export interface AskRequest {
   conversationId?: string;
   images: ImageInput[];
   prompt: string;
+  /** Who speaks this turn: the user (default) or a tool result (ChatML `tool` role, used by the tool loop). */
+  role?: 'user' | 'tool';
+  /** A system prompt for a new conversation (ignored when continuing one: it is already in the history). */
+  system?: string;
   options: GenerationOptions;
 }
 
