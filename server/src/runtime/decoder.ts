@@ -7,7 +7,7 @@
  *   past_key_values.{i}.key|value [1, Hkv, P, D]
  *   use_cache_branch [1] bool (optional input): P > 0
  *   num_logits_to_keep [] int64 (optional input): 1
- * -> logits [1, S or 1, V]; we return the last row as f32 [V].
+ * -> logits [1, S or 1, V]; we return the last row as f32 [V] (a view of the output, owned by the caller).
  */
 import type * as ort from 'onnxruntime-node';
 import * as ortRt from 'onnxruntime-node';
@@ -61,7 +61,7 @@ export class Decoder {
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: floatTensor(this.embedsType, embeds, [1, seqLen, hidden]),
     };
-    if (this.has.attentionMask) feeds.attention_mask = int64Tensor(new Array(past + seqLen).fill(1), [1, past + seqLen]);
+    if (this.has.attentionMask) feeds.attention_mask = new ortRt.Tensor('int64', new BigInt64Array(past + seqLen).fill(1n), [1, past + seqLen]);
     if (this.has.positionIds) feeds.position_ids = int64Tensor(Array.from({ length: seqLen }, (_, i) => past + i), [1, seqLen]);
     if (this.has.useCacheBranch) feeds.use_cache_branch = new ortRt.Tensor('bool', new Uint8Array([past > 0 ? 1 : 0]), [1]);
     if (this.has.numLogitsToKeep) feeds.num_logits_to_keep = new ortRt.Tensor('int64', new BigInt64Array([1n]), []);
@@ -71,7 +71,9 @@ export class Decoder {
     const logitsT = out.logits;
     const [, rows, vocab] = logitsT.dims;
     const all = tensorToF32(logitsT);
-    const logits = all.slice((rows - 1) * vocab, rows * vocab); // [V] f32, last position
+    // [V] f32, last position: a view, no copy (the output buffer is ours; rows is 1 whenever the
+    // graph keeps last logits only, via num_logits_to_keep or the tuning Slice).
+    const logits = all.subarray((rows - 1) * vocab, rows * vocab);
     return { logits, cache: cache.next(out, seqLen) };
   }
 }

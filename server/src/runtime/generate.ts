@@ -33,6 +33,8 @@ export interface GenerateArgs {
   stop: readonly string[];
   signal: AbortSignal;
   onToken: (text: string, tokenId: number) => void;
+  /** Optional logits processor, run in place before each sample; `step` = index of the token being sampled. */
+  processLogits?: (logits: Float32Array, step: number) => void;
 }
 
 export interface GenerateResult {
@@ -87,7 +89,8 @@ export async function generate(a: GenerateArgs): Promise<GenerateResult> {
       finishReason = 'cancelled';
       break;
     }
-    // 1. sample
+    // 1. (processors, then) sample
+    a.processLogits?.(logits, ids.length);
     const id = sample(logits, a.sampler, a.rng, a.contextIds);
     firstTokenAt ??= performance.now();
     ids.push(id);
