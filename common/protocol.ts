@@ -18,6 +18,8 @@ import type { ProgressToken } from 'vscode-jsonrpc';
 import type {
   AskResult,
   AskStage,
+  ToolInfo,
+  ToolRunResult,
   Device,
   DtypeSpec,
   FinishReason,
@@ -26,7 +28,7 @@ import type {
   Timings,
 } from '../server/src/runtime/types';
 
-export type { AskResult, AskStage, Device, DtypeSpec, FinishReason, ModelFileRole, ModelInfo, Timings, ProgressToken };
+export type { ToolInfo, ToolRunResult, AskResult, AskStage, Device, DtypeSpec, FinishReason, ModelFileRole, ModelInfo, Timings, ProgressToken };
 
 // ---------------------------------------------------------------------------------------------
 // Constants shared by both sides
@@ -244,8 +246,14 @@ export interface AskParams {
   seed?: number;
   /** Extra stop strings. Default []. */
   stop?: string[];
-  /** Client-chosen id; when present the daemon streams `lens/answerDelta` notifications carrying it. */
+  /** Client-chosen id; when present the daemon streams `lens/answerDelta` (and `lens/agentStep`) notifications carrying it. */
   streamId?: string;
+  /** Run the tool loop: the model may call tools (`lens/listTools`) for up to `maxSteps` turns. Needs exactly one image. */
+  tools?: boolean;
+  /** With `tools` or `explain`: most model turns that may call tools. Integer >= 1, default 4. */
+  maxSteps?: number;
+  /** "Explain Screenshot" / "Explain Diagram": OCR runs first and its lines go to the model with a prompt suited to the kind (implies the tool loop). */
+  explain?: 'screenshot' | 'diagram';
 }
 
 /**
@@ -269,6 +277,8 @@ export interface AnswerDeltaParams {
   tokenId: number;
   /** 0, 1, 2, ... per ask. */
   index: number;
+  /** With the tool loop: the model turn (0, 1, …) this text belongs to; the result's `text` is the final answer only. */
+  turn?: number;
 }
 
 /** daemon -> client, once per generated token of a `lens/ask` that carried a `streamId`, before its result. */
@@ -280,9 +290,7 @@ export type Artefact =
   | { kind: 'image'; mimeType: string; base64: string; caption?: string };
 
 /** One step of the tool loop (LLaVA-Plus style): the model's thought, the tool it called and what came back. */
-export interface AgentStepParams {
-  /** The `streamId` of the `lens/ask` this belongs to. */
-  streamId: string;
+export interface AgentStep {
   /** 0, 1, 2, ... per ask, in the order the steps happened. */
   index: number;
   thought?: string;
@@ -291,13 +299,43 @@ export interface AgentStepParams {
   /** The observation as the model sees it (a summary; bulky fields stripped). */
   observation?: string;
   artefacts?: Artefact[];
-  /** Set when the tool failed, timed out or its call could not be parsed. */
+  /** Set when the tool failed, timed out or its call could not be parsed (or the step limit was reached). */
   error?: string;
+  /** The tool's time, or the model turn's for steps without a tool, ms. */
   ms: number;
+  /** The step that ends the loop with the answer. */
+  final?: boolean;
+}
+
+export interface AgentStepParams extends AgentStep {
+  /** The `streamId` of the `lens/ask` this belongs to. */
+  streamId: string;
 }
 
 /** daemon -> client, once per tool-loop step of a `lens/ask` that carried a `streamId`, as it happens, before its result. */
 export const AgentStepNotification = new NotificationType<AgentStepParams>('lens/agentStep');
+
+/** client -> daemon. The tools the daemon can run. Result `{tools: [{name, description, schema (JSON schema of the arguments)}]}`. */
+export const ListToolsRequest = new RequestType0<ListToolsResult, void>('lens/listTools');
+export interface ListToolsResult {
+  tools: ToolInfo[];
+}
+
+export interface RunToolParams {
+  name: string;
+  /** The tool's arguments (see its schema); default {}. */
+  args?: unknown;
+  image: ImageParam;
+  /** Time limit, ms (default: the tool's own). */
+  timeoutMs?: number;
+}
+
+/**
+ * client -> daemon. Runs one tool on one image (queued with the asks; needs no model). A tool that
+ * fails or times out is a result with `error` and `status`, not a JSON-RPC error; `$/cancelRequest`
+ * gives `status: 'cancelled'`. Errors: `InvalidParams` (1030), image errors (1010–1013).
+ */
+export const RunToolRequest = new RequestType<RunToolParams, ToolRunResult, void>('lens/runTool');
 
 export interface ForgetConversationParams {
   conversationId: string;
@@ -509,7 +547,24 @@ export function checkAskParams(v: unknown): Problem {
     seed: (x) => checkNumber(m, 'seed', x, 'an integer in 0..4294967295', (n) => Number.isInteger(n) && n >= 0 && n <= 0xffffffff),
     stop: (x) => checkStringArray(m, 'stop', x),
     streamId: (x) => checkString(m, 'streamId', x, true),
+    tools: (x) => (typeof x === 'boolean' ? undefined : wrong(m, 'tools', 'a boolean', x)),
+    maxSteps: (x) => checkNumber(m, 'maxSteps', x, 'an integer >= 1 (default 4)', isPositiveInt),
+    explain: (x) => (x === 'screenshot' || x === 'diagram' ? undefined : wrong(m, 'explain', '"screenshot" or "diagram"', x)),
   });
+}
+
+export function checkRunToolParams(v: unknown): Problem {
+  const m = 'lens/runTool';
+  const p = checkParamsObject(m, v);
+  if (p || !isObject(v)) return p;
+  return (
+    checkString(m, 'name', v.name, true) ??
+    checkImage(m, 'image', v.image) ??
+    optional(v, {
+      args: (x) => (isObject(x) ? undefined : wrong(m, 'args', 'an object', x)),
+      timeoutMs: (x) => checkNumber(m, 'timeoutMs', x, 'a number of milliseconds > 0', (n) => n > 0),
+    })
+  );
 }
 
 export const isLensInitializationOptions = (v: unknown): v is LensInitializationOptions | undefined =>

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { CancellationToken, Emitter, type Disposable, type Event, type MessageConnection } from 'vscode-jsonrpc';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import {
+  AgentStepNotification,
   AnswerDeltaNotification,
   AskRequest,
   ExitNotification,
@@ -18,13 +19,16 @@ import {
   InitializedNotification,
   InitializeRequest,
   ListModelsRequest,
+  ListToolsRequest,
   LoadModelRequest,
+  RunToolRequest,
   ShutdownRequest,
   StatusNotification,
   UnloadModelRequest,
   WorkDoneProgress,
 } from '../../common/protocol';
 import type {
+  AgentStepParams,
   AnswerDeltaParams,
   AskParams,
   AskResult,
@@ -33,7 +37,10 @@ import type {
   LensStatus,
   ListModelsParams,
   ListModelsResult,
+  ListToolsResult,
   LoadModelParams,
+  RunToolParams,
+  ToolRunResult,
   ModelInfo,
   WorkDoneProgressValue,
   WorkspaceFolder,
@@ -84,10 +91,18 @@ export class DaemonExitedError extends Error {
 
 const STDERR_TAIL_CHARS = 4000;
 
+/**
+ * The part of a vscode-jsonrpc `MessageConnection` that `LensClient` uses. A `MessageConnection`
+ * is one; the VS Code extension adapts vscode-languageclient's `LanguageClient` (which owns the
+ * connection and does `initialize` itself) to it (`client/src/daemon/languageClientConnection.ts`).
+ */
+export type LensConnection = Pick<MessageConnection, 'sendRequest' | 'sendNotification' | 'onNotification' | 'onProgress' | 'listen' | 'dispose'>;
+
 export class LensClient implements Disposable {
   private readonly statusEmitter = new Emitter<LensStatus>();
   private readonly logEmitter = new Emitter<{ type: number; message: string }>();
   private readonly streams = new Map<string, (d: AnswerDeltaParams) => void>();
+  private readonly stepStreams = new Map<string, (s: AgentStepParams) => void>();
   private lastStatusValue: LensStatus | undefined;
   private childExit: Promise<void> | undefined;
   private exitError: DaemonExitedError | undefined;
@@ -101,7 +116,7 @@ export class LensClient implements Disposable {
 
   /** Wraps a connection that is not listening yet; `child` is the daemon process, if any. */
   constructor(
-    readonly connection: MessageConnection,
+    readonly connection: LensConnection,
     readonly child?: ChildProcess,
   ) {
     connection.onNotification(StatusNotification, (s) => {
@@ -109,6 +124,7 @@ export class LensClient implements Disposable {
       this.statusEmitter.fire(s);
     });
     connection.onNotification(AnswerDeltaNotification, (d) => this.streams.get(d.streamId)?.(d));
+    connection.onNotification(AgentStepNotification, (s) => this.stepStreams.get(s.streamId)?.(s));
     connection.onNotification('window/logMessage', (p: { type: number; message: string }) => this.logEmitter.fire(p));
     connection.listen();
   }
@@ -195,18 +211,35 @@ export class LensClient implements Disposable {
 
   /**
    * Asks a question. With `onDelta`, the answer streams (a `streamId` is chosen unless given);
-   * deltas arrive in order and all before the promise resolves. Cancelling `token` resolves with
-   * `finishReason: 'cancelled'` and the text so far.
+   * deltas arrive in order and all before the promise resolves. `onStep` receives the tool
+   * loop's `lens/agentStep` notifications for this ask (it also makes the ask stream). Cancelling
+   * `token` resolves with `finishReason: 'cancelled'` and the text so far.
    */
-  async ask(params: AskParams, onDelta?: (d: AnswerDeltaParams) => void, token?: CancellationToken): Promise<AskResult> {
-    if (!onDelta) return this.call(() => this.connection.sendRequest(AskRequest, params, token ?? CancellationToken.None));
+  async ask(
+    params: AskParams,
+    onDelta?: (d: AnswerDeltaParams) => void,
+    token?: CancellationToken,
+    onStep?: (s: AgentStepParams) => void,
+  ): Promise<AskResult> {
+    if (!onDelta && !onStep) return this.call(() => this.connection.sendRequest(AskRequest, params, token ?? CancellationToken.None));
     const streamId = params.streamId ?? `ask-${randomUUID()}`;
-    this.streams.set(streamId, onDelta);
+    if (onDelta) this.streams.set(streamId, onDelta);
+    if (onStep) this.stepStreams.set(streamId, onStep);
     try {
       return await this.call(() => this.connection.sendRequest(AskRequest, { ...params, streamId }, token ?? CancellationToken.None));
     } finally {
       this.streams.delete(streamId);
+      this.stepStreams.delete(streamId);
     }
+  }
+
+  listTools(): Promise<ListToolsResult> {
+    return this.call(() => this.connection.sendRequest(ListToolsRequest));
+  }
+
+  /** Runs one tool on one image (no model needed); a failing tool is a result with `error`. */
+  runTool(params: RunToolParams, token?: CancellationToken): Promise<ToolRunResult> {
+    return this.call(() => this.connection.sendRequest(RunToolRequest, params, token ?? CancellationToken.None));
   }
 
   forgetConversation(conversationId: string): Promise<null> {

@@ -124,6 +124,7 @@ export class FakeEngine implements Engine {
       },
       contextLength: this.opts.contextLength ?? 2048,
       imagesPerPrompt: this.opts.imagesPerPrompt ?? 4,
+      imageSize: 384,
       toolCallFormat: 'none',
       isTestModel: true,
     };

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { codeServerBin, extensionId, readManifest, REPO_ROOT } from './requirements';
+import { codeServerBin, EXTENSION_DIR, extensionId, readManifest } from './requirements';
 
 export interface CodeServerOptions {
   /** Folder for user data, extensions and logs of this run (created; left for the caller to delete). */
@@ -69,14 +69,14 @@ export async function freePort(): Promise<number> {
 
 /**
  * Installs the repository as an unpacked extension: a symlink
- * `<extensionsDir>/<publisher>.<name>-<version>` -> the repository root (VS Code scans the
+ * `<extensionsDir>/<publisher>.<name>-<version>` -> the repository root (EXTENSION_DIR) (VS Code scans the
  * extensions folder when it has no extensions.json).
  */
 function linkExtension(extensionsDir: string): string {
   const m = readManifest();
   const target = path.join(extensionsDir, `${extensionId()}-${m.version}`);
   fs.mkdirSync(extensionsDir, { recursive: true });
-  fs.symlinkSync(REPO_ROOT, target, 'dir');
+  fs.symlinkSync(EXTENSION_DIR, target, 'dir');
   return target;
 }
 
@@ -113,10 +113,14 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
   linkExtension(extensionsDir);
 
   const port = await freePort();
+  // Its own config file and data folder, so that nothing is read from or written to ~/.config or ~/.local.
+  const configFile = path.join(opts.stateDir, 'config.yaml');
+  fs.writeFileSync(configFile, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
   const log = fs.openSync(logFile, 'a');
   const child: ChildProcess = spawn(
     codeServerBin(),
     [
+      '--config', configFile,
       '--auth', 'none',
       '--bind-addr', `127.0.0.1:${port}`,
       '--user-data-dir', userDataDir,
@@ -131,7 +135,7 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
       // Its own process group, so that stop() reaches the extension host and the daemon too.
       detached: true,
       stdio: ['ignore', log, log],
-      env: { ...process.env, ...opts.env },
+      env: { ...process.env, XDG_DATA_HOME: path.join(opts.stateDir, 'xdg-data'), ...opts.env },
     },
   );
   fs.closeSync(log);
@@ -146,34 +150,37 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
       resolve();
     });
   });
+  // The whole group, even after the leader exited: the extension host and the daemon may outlive it.
   const killGroup = (signal: NodeJS.Signals) => {
-    if (child.pid === undefined || exited !== undefined) return;
+    if (child.pid === undefined) return;
     try {
       process.kill(-child.pid, signal);
     } catch {
       /* already gone */
     }
   };
-  // If the test process dies without calling stop(), do not leave a server behind.
+  // If the test process ends without calling stop() (a crash, Ctrl-C, the runner's SIGTERM), do not
+  // leave a server, an extension host or a daemon behind.
   const onExit = () => killGroup('SIGKILL');
+  const onSignal = (signal: NodeJS.Signals) => {
+    killGroup('SIGKILL');
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  };
   process.once('exit', onExit);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
 
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
     process.removeListener('exit', onExit);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     killGroup('SIGTERM');
-    const killed = await Promise.race([exit.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
-    if (!killed) killGroup('SIGKILL');
-    // Children (extension host, daemon) may outlive the leader by a moment: make sure of them too.
-    if (child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        /* group empty */
-      }
-    }
+    // Give it up to 5 s to shut down its children, then make sure of all of them.
+    await Promise.race([exit, new Promise<void>((r) => setTimeout(r, 5000).unref())]);
+    killGroup('SIGKILL');
   };
 
   const base = `http://127.0.0.1:${port}`;

@@ -8,6 +8,8 @@
  * - `LLAVA_LENS_CODE_SERVER`: a code-server executable to use instead.
  * - `LLAVA_LENS_CHROMIUM`: a Chromium executable to use instead of Debian's.
  * - `LLAVA_LENS_SKIP_VSCODE_E2E=1`: skip the suite (the only way to skip it).
+ * - `LLAVA_LENS_E2E_EXTENSION`: install this extension folder instead of the repository (to check
+ *   the harness itself against a stand-in).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,6 +17,9 @@ import * as path from 'node:path';
 
 /** The repository root (this file compiles to out/test/vscode-e2e/). It is the unpacked extension. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+
+/** The extension folder the suite installs. */
+export const EXTENSION_DIR = process.env.LLAVA_LENS_E2E_EXTENSION || REPO_ROOT;
 
 export const CACHE_DIR = process.env.LLAVA_LENS_E2E_CACHE || path.join(os.homedir(), '.cache', 'llava-lens-e2e');
 
@@ -45,7 +50,7 @@ export function missingRequirements(): string[] {
   } catch {
     missing.push('playwright-core is not installed: run `npm ci`');
   }
-  const main = path.join(REPO_ROOT, readManifest().main ?? 'out/client/src/extension.js');
+  const main = path.join(EXTENSION_DIR, readManifest().main ?? 'out/client/src/extension.js');
   if (!fs.existsSync(main)) missing.push(`the extension is not built (${main} is missing): run \`npm run build\``);
   return missing;
 }
@@ -57,7 +62,7 @@ export interface Manifest {
   main?: string;
 }
 
-export const readManifest = (): Manifest => JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as Manifest;
+export const readManifest = (): Manifest => JSON.parse(fs.readFileSync(path.join(EXTENSION_DIR, 'package.json'), 'utf8')) as Manifest;
 
 /** `publisher.name`, the id VS Code knows the extension by. */
 export function extensionId(): string {

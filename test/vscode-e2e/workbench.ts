@@ -18,6 +18,7 @@ const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
   '--disable-dev-shm-usage',
+  '--disable-crash-reporter',
 ];
 
 export interface Workbench {
@@ -101,16 +102,46 @@ export function explorerItem(page: Page, name: string): Locator {
   return page.locator('.explorer-folders-view .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${escapeRe(name)}$`) }) });
 }
 
-/** Right-clicks a file in the explorer and picks a context menu item by its label. */
-export async function explorerContextMenu(page: Page, file: string, item: string, timeoutMs = 15_000): Promise<void> {
+/**
+ * Right-clicks a file in the explorer and picks a context menu item by its label. The menu is
+ * opened again while the item is missing (until the bound): right after start-up the workbench may
+ * not have read the extension's menu contributions yet.
+ */
+export async function explorerContextMenu(page: Page, file: string, item: string, timeoutMs = 30_000): Promise<void> {
   const row = explorerItem(page, file);
   await row.waitFor({ state: 'visible', timeout: timeoutMs });
-  await row.click(); // select it alone first, so that the command gets just this file
-  await row.click({ button: 'right' });
-  // Menus render in a shadow root in the web workbench; role locators pierce it.
-  const entry = page.getByRole('menuitem', { name: new RegExp(`^${escapeRe(item)}`) });
-  await entry.first().waitFor({ state: 'visible', timeout: timeoutMs });
-  await entry.first().click();
+  // A right-click on a row outside the selection acts on that row alone (no left click first: it
+  // would open the file in an editor and move the focus while the menu opens).
+  const entry = contextMenu(page).getByRole('menuitem', { name: new RegExp(`^${escapeRe(item)}`) }).first();
+  const anyEntry = contextMenu(page).getByRole('menuitem').first();
+  const deadline = Date.now() + timeoutMs;
+  let labels: string[] = [];
+  for (;;) {
+    await row.click({ button: 'right' });
+    await anyEntry.waitFor({ state: 'visible', timeout: Math.max(1000, deadline - Date.now()) });
+    if (await entry.isVisible()) break;
+    labels = await menuLabels(page);
+    await page.keyboard.press('Escape');
+    await anyEntry.waitFor({ state: 'hidden', timeout: 5000 });
+    if (Date.now() > deadline) throw new Error(`the explorer context menu of ${file} has no "${item}"; it has: ${labels.join(' | ')}`);
+  }
+  await entry.click();
+  // Now and then the click lands while the menu is still settling and only highlights the item:
+  // then Enter runs the highlighted item.
+  const menu = contextMenu(page);
+  try {
+    await menu.waitFor({ state: 'hidden', timeout: 3000 });
+  } catch {
+    await entry.press('Enter');
+    await menu.waitFor({ state: 'hidden', timeout: 5000 });
+  }
+}
+
+/** The open context menu (it renders in a shadow root; CSS and role locators pierce it). */
+const contextMenu = (page: Page): Locator => page.locator('.context-view .monaco-menu');
+
+async function menuLabels(page: Page): Promise<string[]> {
+  return (await contextMenu(page).getByRole('menuitem').allInnerTexts()).map((s) => s.split('\n')[0].trim()).filter((s) => s.length > 0);
 }
 
 /** The labels of the explorer context menu of a file (closes the menu again). */
@@ -118,9 +149,8 @@ export async function explorerContextMenuLabels(page: Page, file: string, timeou
   const row = explorerItem(page, file);
   await row.waitFor({ state: 'visible', timeout: timeoutMs });
   await row.click({ button: 'right' });
-  const items = page.getByRole('menuitem');
-  await items.first().waitFor({ state: 'visible', timeout: timeoutMs });
-  const labels = (await items.allInnerTexts()).map((s) => s.split('\n')[0].trim());
+  await contextMenu(page).getByRole('menuitem').first().waitFor({ state: 'visible', timeout: timeoutMs });
+  const labels = await menuLabels(page);
   await page.keyboard.press('Escape');
   return labels;
 }
@@ -143,20 +173,62 @@ export async function goToLine(page: Page, line: number, column = 1, timeoutMs =
   await page.keyboard.press('Control+G');
   const input = quickInput(page).locator('input');
   await input.waitFor({ state: 'visible', timeout: timeoutMs });
-  await input.fill(`${line}:${column}`);
+  await input.fill(`:${line}:${column}`); // Go to Line's quick input prefix is ':'
   await input.press('Enter');
   await quickInput(page).waitFor({ state: 'hidden', timeout: timeoutMs });
 }
 
-/** Opens the Quick Fix menu at the cursor and picks an action by its title. */
-export async function quickFix(page: Page, title: string, timeoutMs = 15_000): Promise<void> {
-  await page.locator('.editor-instance .monaco-editor textarea').first().focus();
-  await page.keyboard.press('Control+.');
+/**
+ * Opens the Quick Fix menu at the cursor and applies an action by its title. The menu is driven
+ * with the keyboard: while it is open a pointer block covers the workbench. Returns how many times
+ * the menu had to be asked for.
+ */
+export async function quickFix(page: Page, title: string, timeoutMs = 15_000): Promise<number> {
   const widget = page.locator('.action-widget');
-  await widget.waitFor({ state: 'visible', timeout: timeoutMs });
-  const row = widget.locator('.monaco-list-row').filter({ hasText: title });
-  await row.first().waitFor({ state: 'visible', timeout: timeoutMs });
-  await row.first().click();
+  const none = page.locator('.monaco-editor-overlaymessage', { hasText: 'No code actions available' });
+  const deadline = Date.now() + timeoutMs;
+  // Right after the diagnostic appears the request can still come back empty ("No code actions
+  // available"): ask again until the bound.
+  let attempts = 0;
+  for (;;) {
+    attempts++;
+    await page.locator('.editor-group-container.active .monaco-editor textarea').first().focus();
+    await page.keyboard.press('Control+.');
+    await widget.or(none).first().waitFor({ state: 'visible', timeout: Math.max(1000, deadline - Date.now()) });
+    if (await widget.isVisible()) break;
+    if (Date.now() > deadline) throw new Error(`Quick Fix says "No code actions available" (${attempts} attempts)`);
+    await page.keyboard.press('Escape');
+    await none.waitFor({ state: 'hidden', timeout: 5000 });
+  }
+  const rows = widget.locator('.monaco-list-row.action');
+  await rows.first().waitFor({ state: 'visible', timeout: timeoutMs });
+  const wanted = widget.locator('.monaco-list-row.action').filter({ hasText: title }).first();
+  try {
+    await wanted.waitFor({ state: 'visible', timeout: timeoutMs });
+  } catch {
+    const have = await rows.allInnerTexts();
+    await page.keyboard.press('Escape');
+    throw new Error(`the Quick Fix menu has no "${title}"; it has: ${have.map((s) => s.trim()).join(' | ')}`);
+  }
+  const n = await rows.count();
+  for (let i = 0; i <= n; i++) {
+    if (((await wanted.getAttribute('class')) ?? '').split(/\s+/).includes('focused')) {
+      await page.keyboard.press('Enter');
+      await widget.waitFor({ state: 'hidden', timeout: timeoutMs });
+      return attempts;
+    }
+    await page.keyboard.press('ArrowDown');
+  }
+  throw new Error(`could not focus "${title}" in the Quick Fix menu`);
+}
+
+/** Closes whatever menu, quick input or widget a previous step left open. */
+export async function dismissPopups(page: Page): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    const open = page.locator('.context-view .monaco-menu, .quick-input-widget:visible, .action-widget, .context-view-pointerBlock');
+    if ((await open.count()) === 0) return;
+    await page.keyboard.press('Escape');
+  }
 }
 
 /** The extension's status bar item (code-server gives it the id `<extension id>.<item id>`). */

@@ -5,7 +5,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { AgentStepParams } from '../../common/protocol';
 import { diagramPng } from '../fixtures/images';
 import { renderScene, screenshotScene } from '../fixtures/ocrImages';
 
@@ -26,26 +25,5 @@ export async function makeWorkspace(dir: string): Promise<void> {
   fs.writeFileSync(path.join(dir, MARKDOWN), MARKDOWN_TEXT);
 }
 
-/** A box the steps below draw: the "Encoder" block of diagramPng (640×400), normalised. */
+/** The "Encoder" block of diagramPng (640×400), normalised: OCR's box for its label lies inside. */
 export const ENCODER_BOX: [number, number, number, number] = [240 / 640, 90 / 400, 400 / 640, 160 / 400];
-
-/**
- * The steps `LLAVA_LENS_TEST_AGENT_STEPS` makes the daemon replay before each answer (it fills in
- * `streamId`). One tool call whose result is a labelled box, so that the panel shows a tool card
- * and draws the box over the image.
- */
-export const TEST_AGENT_STEPS: Array<Omit<AgentStepParams, 'streamId'>> = [
-  {
-    index: 0,
-    thought: 'I should locate the encoder block first.',
-    tool: 'detect',
-    args: { query: 'Encoder' },
-    observation: 'Found 1 region: Encoder at [0.38, 0.23, 0.63, 0.40].',
-    artefacts: [{ kind: 'boxes', boxes: [{ box: ENCODER_BOX, label: 'Encoder', score: 0.93 }] }],
-    ms: 12,
-  },
-];
-
-export function writeAgentSteps(file: string): void {
-  fs.writeFileSync(file, JSON.stringify(TEST_AGENT_STEPS, null, 2));
-}

@@ -5,8 +5,9 @@
  */
 import * as path from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc';
+import { randomUUID } from 'node:crypto';
 import { LensClient } from '../../../client/src/daemonClient';
-import type { AskParams, AskResult, Device, DtypeSpec, ModelInfo } from '../../../common/protocol';
+import { AgentStepNotification, type AgentStep, type AskParams, type AskResult, type Device, type DtypeSpec, type ModelInfo } from '../../../common/protocol';
 import { UsageError, checkAskSettings, numberOption, parse, parseDevice, parseDtype } from './args';
 import { TEST_MODEL_NOTICE, chooseModel } from './defaultModel';
 import { Progress, formatTimings, formatTimingsTable } from './output';
@@ -39,6 +40,9 @@ export function parseAskArgs(argv: string[]): AskSettings {
       seed: { type: 'string' },
       stop: { type: 'string', multiple: true },
       json: { type: 'boolean' },
+      tools: { type: 'boolean' },
+      'max-steps': { type: 'string' },
+      explain: { type: 'string' },
     },
   );
   if (positionals.length === 0) throw new UsageError('ask needs at least one image path.');
@@ -54,6 +58,12 @@ export function parseAskArgs(argv: string[]): AskSettings {
   set('repetitionPenalty', numberOption('repetition-penalty', values['repetition-penalty']));
   set('seed', numberOption('seed', values.seed, true));
   set('stop', values.stop);
+  if (values.tools) params.tools = true;
+  set('maxSteps', numberOption('max-steps', values['max-steps'], true));
+  if (values.explain !== undefined) {
+    if (values.explain !== 'screenshot' && values.explain !== 'diagram') throw new UsageError(`--explain takes "screenshot" or "diagram", not "${values.explain}".`);
+    params.explain = values.explain;
+  }
   const images = positionals.map((p) => path.resolve(p));
   checkAskSettings({ ...params, prompt: values.question, images: images.map((p) => ({ path: p })) });
   const settings: AskSettings = { images, question: values.question, json: values.json ?? false, params };
@@ -105,21 +115,33 @@ export async function runAsk(s: AskSettings): Promise<number> {
     if (info.isTestModel && !model.embedded) err('Note: this is a test model with random weights; its answers carry no meaning.');
 
     let endsWithNewline = true;
+    const agent = s.params.tools === true || s.params.explain !== undefined;
+    const streamId = `cli-${randomUUID()}`;
+    // With the tool loop, each step is traced on stderr as it happens and the final answer is
+    // printed at the end (the streamed text of the loop's turns is the model's raw output).
+    const steps = client.connection.onNotification(AgentStepNotification, (step) => {
+      if (!s.json && step.streamId === streamId) err(formatStep(step));
+    });
     const result: AskResult = await client.ask(
-      { ...s.params, prompt: s.question, images: s.images.map((p) => ({ path: p })) },
-      s.json
-        ? undefined
+      { ...s.params, prompt: s.question, images: s.images.map((p) => ({ path: p })), streamId },
+      s.json || agent
+        ? () => undefined
         : (d) => {
             if (d.text === '') return;
             process.stdout.write(d.text);
             endsWithNewline = d.text.endsWith('\n');
           },
       cancel.token,
-    );
+    ).finally(() => steps.dispose());
     if (s.json) {
       const { text, tokenIds, finishReason, timings, device, model: name } = result;
-      process.stdout.write(JSON.stringify({ text, tokenIds, finishReason, timings, device, model: name }) + '\n');
+      const out = { text, tokenIds, finishReason, timings, device, model: name, ...(result.steps ? { steps: result.steps } : {}) };
+      process.stdout.write(JSON.stringify(out) + '\n');
     } else {
+      if (agent) {
+        process.stdout.write(result.text);
+        endsWithNewline = result.text.endsWith('\n');
+      }
       if (!endsWithNewline) process.stdout.write('\n');
       err(s.timingsTable ? formatTimingsTable(result) : formatTimings(result));
     }
@@ -128,4 +150,15 @@ export async function runAsk(s: AskSettings): Promise<number> {
     process.off('SIGINT', onSigint);
     await client.shutdown();
   }
+}
+
+/** One line per tool-loop step: "[step 1] ocr {} -> {...} (812 ms)". */
+export function formatStep(step: AgentStep): string {
+  const head = `[step ${step.index}]`;
+  if (step.final) return `${head} answer${step.error ? ` (${step.error})` : ''} (${Math.round(step.ms)} ms)`;
+  const thought = step.thought ? ` ${JSON.stringify(step.thought.length > 80 ? step.thought.slice(0, 79) + '…' : step.thought)}` : '';
+  if (!step.tool) return `${head}${thought} ${step.error ?? ''}`.trimEnd();
+  const obs = step.error ? `error: ${step.error}` : (step.observation ?? '');
+  const short = obs.length > 160 ? obs.slice(0, 159) + '…' : obs;
+  return `${head}${thought} ${step.tool} ${JSON.stringify(step.args ?? {})} -> ${short} (${Math.round(step.ms)} ms)`;
 }

@@ -12,6 +12,7 @@ Ask a local LLaVA-family model about images.
 Commands:
   ask <image>... -q "<question>"   answer a question about images (streams to stdout)
   demo                            ask about a generated sample diagram
+  ocr <image> [--json]            read the text in an image (PP-OCRv4), in reading order
   make-test-model <dir> --preset P write a small random-weight model for tests
   serve --stdio                   run the daemon (JSON-RPC, see docs/protocol.md)
 
@@ -34,7 +35,12 @@ Options:
   --repetition-penalty R      > 0; 1 = off (default 1)
   --seed S                    sampler seed, for reproducible sampling
   --stop S                    stop string (repeatable)
+  --tools                     let the model call tools (ocr, zoom, image_info, grid) in a loop; one image;
+                              each step is traced on stderr
+  --max-steps N               with --tools: most tool-calling turns (default 4)
+  --explain screenshot|diagram  run OCR first and explain the image as a UI or a diagram
   --json                      print one JSON object {text, tokenIds, finishReason, timings, device, model}
+                              (plus steps: [...] with --tools / --explain)
   -h, --help                  this help
 
 The answer streams to stdout; model progress and timings go to stderr.
@@ -68,6 +74,16 @@ Options:
   --external-data     store weights in .onnx_data files next to the graphs
   --variants LIST     extra precisions to write, e.g. fp16,q4
   -h, --help          this help
+`;
+
+export const OCR_USAGE = `Usage: llava-lens ocr <image> [--json]
+
+Reads the text in an image with the daemon's ocr tool (PaddleOCR PP-OCRv4 detection + recognition);
+no model is loaded. Prints the text in reading order (one row a line, cells of a row tab-separated).
+
+Options:
+  --json       print {lines: [{text, box: [x0, y0, x1, y1] (normalised 0..1), score}], ms}
+  -h, --help   this help
 `;
 
 export const SERVE_USAGE = `Usage: llava-lens serve --stdio | --node-ipc

@@ -6,14 +6,16 @@ import { ResponseError } from 'vscode-jsonrpc';
 import { productVersion } from '../daemon/version';
 import { UsageError } from './args';
 import { parseAskArgs, runAsk } from './ask';
+import { parseOcrArgs, runOcr } from './ocr';
 import { runDemo } from './demo';
-import { ASK_USAGE, DEMO_USAGE, MAIN_USAGE, MAKE_TEST_MODEL_USAGE, SERVE_USAGE } from './help';
+import { ASK_USAGE, DEMO_USAGE, MAIN_USAGE, MAKE_TEST_MODEL_USAGE, OCR_USAGE, SERVE_USAGE } from './help';
 import { parseMakeTestModelArgs, runMakeTestModel } from './makeTestModel';
 
 const USAGES: Record<string, string> = {
   ask: ASK_USAGE,
   demo: DEMO_USAGE,
   'make-test-model': MAKE_TEST_MODEL_USAGE,
+  ocr: OCR_USAGE,
   serve: SERVE_USAGE,
 };
 
@@ -48,6 +50,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return await runAsk(parseAskArgs(args));
       case 'demo':
         return await runDemo(args);
+      case 'ocr':
+        return await runOcr(parseOcrArgs(args));
       case 'make-test-model':
         return await runMakeTestModel(await parseMakeTestModelArgs(args));
       case 'serve':

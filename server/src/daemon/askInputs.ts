@@ -15,7 +15,7 @@ export function resolveUserPath(p: string, baseDir: string | undefined): string 
   return path.isAbsolute(p) ? path.normalize(p) : path.resolve(baseDir ?? process.cwd(), p);
 }
 
-async function resolveImage(img: AskParams['images'][number], i: number, baseDir: string | undefined): Promise<ImageInput> {
+export async function resolveImage(img: AskParams['images'][number], i: number, baseDir: string | undefined): Promise<ImageInput> {
   if ('path' in img) {
     const abs = resolveUserPath(img.path, baseDir);
     const isFile = await fs.stat(abs).then((s) => s.isFile(), () => false);
@@ -55,6 +55,9 @@ export async function toAskRequest(p: AskParams, baseDir: string | undefined): P
   for (let i = 0; i < p.images.length; i++) images.push(await resolveImage(p.images[i], i, baseDir));
   const req: AskRequest = { images, prompt: p.prompt, options: generationOptions(p) };
   if (p.conversationId !== undefined) req.conversationId = p.conversationId;
+  if (p.tools || p.explain !== undefined) {
+    req.agent = { tools: true, ...(p.maxSteps !== undefined ? { maxSteps: p.maxSteps } : {}), ...(p.explain !== undefined ? { explain: p.explain } : {}) };
+  }
   return req;
 }
 

@@ -104,7 +104,11 @@ export function runServe(argv: string[]): number | undefined {
   } else {
     process.on('disconnect', clientGone);
   }
-  startDaemon(connection, defaultEngineFactory(logLine), { executionProviders: availableProviders, log: logLine });
+  // Over stdio, logs go to stderr (the CLI shows its tail on errors) and to the client; over
+  // node-ipc the extension's language client already shows stderr, so logs go to the client
+  // only (window/logMessage), once.
+  const engineLog = stdio ? logLine : (m: string) => connection.console.info(m);
+  startDaemon(connection, defaultEngineFactory(engineLog), { executionProviders: availableProviders, ...(stdio ? { log: logLine } : {}) });
   return undefined;
 }
 

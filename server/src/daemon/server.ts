@@ -11,8 +11,12 @@ import { CancellationToken, ErrorCodes, ResponseError } from 'vscode-jsonrpc';
 import type { Connection } from 'vscode-languageserver/node';
 import { LensError, LensErrorCode } from '../../../common/errors';
 import {
+  AgentStepNotification,
   AnswerDeltaNotification,
   AskRequest,
+  ListToolsRequest,
+  RunToolRequest,
+  checkRunToolParams,
   DEFAULT_IMAGES_PER_PROMPT,
   DEFAULT_QUEUE_LIMIT,
   ForgetConversationRequest,
@@ -31,6 +35,9 @@ import {
 } from '../../../common/protocol';
 import type {
   AskParams,
+  ListToolsResult,
+  RunToolParams,
+  ToolRunResult,
   ForgetConversationParams,
   ListModelsParams,
   ListModelsResult,
@@ -41,7 +48,7 @@ import type {
   WorkDoneProgressValue,
 } from '../../../common/protocol';
 import type { AskResult, AskStage, Engine, LoadOptions } from '../runtime/types';
-import { checkAgainstModel, resolveUserPath, toAskRequest, ZERO_TIMINGS } from './askInputs';
+import { checkAgainstModel, resolveImage, resolveUserPath, toAskRequest, ZERO_TIMINGS } from './askInputs';
 import { invalidParams, toResponseError } from './errors';
 import { scanModelRoots } from './modelScan';
 import { RequestQueue } from './queue';
@@ -296,6 +303,9 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
             );
           }
           checkAgainstModel(req, info, params.maxTokens !== undefined);
+          if (req.agent && !engine().runTool) {
+            throw invalidParams('lens/ask: this daemon runs no tools (its engine has none); ask without "tools"/"explain".');
+          }
           let index = 0;
           const onStage = (stage: AskStage) => {
             askStage = stage;
@@ -305,17 +315,41 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
             req,
             (d) => {
               if (streamId === undefined) return;
-              const delta = { streamId, text: d.text, tokenId: d.tokenId, index: index++ };
+              const delta = { streamId, text: d.text, tokenId: d.tokenId, index: index++, ...(d.turn !== undefined ? { turn: d.turn } : {}) };
               const withConversation = params.conversationId ? { ...delta, conversationId: params.conversationId } : delta;
               void connection.sendNotification(AnswerDeltaNotification, withConversation).catch(() => undefined);
             },
             signal,
             onStage,
+            (step) => {
+              if (streamId !== undefined) void connection.sendNotification(AgentStepNotification, { ...step, streamId }).catch(() => undefined);
+            },
           ).finally(() => {
             askStage = undefined;
           });
         },
         whenCancelledWhileQueued: cancelledAnswer,
+      },
+      token,
+    );
+  });
+
+  // --- tools -----------------------------------------------------------------------------------
+
+  handle<unknown, ListToolsResult>(ListToolsRequest, checkNoParams(ListToolsRequest.method), async () => ({ tools: engine().listTools?.() ?? [] }));
+
+  handle<RunToolParams, ToolRunResult>(RunToolRequest, checkRunToolParams, async (params, token) => {
+    const image = await resolveImage(params.image, 0, workspaceRoot);
+    const cancelled = (): ToolRunResult => ({ summary: '{"error": "cancelled"}', data: { error: 'cancelled' }, error: 'cancelled', status: 'cancelled', ms: 0 });
+    return queue.enqueue(
+      {
+        label: 'lens/runTool',
+        run: async (signal) => {
+          const e = engine();
+          if (!e.runTool) throw invalidParams('lens/runTool: this daemon runs no tools (its engine has none).');
+          return e.runTool(params.name, params.args ?? {}, image, signal, params.timeoutMs);
+        },
+        whenCancelledWhileQueued: cancelled,
       },
       token,
     );

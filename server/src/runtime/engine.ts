@@ -146,6 +146,7 @@ export class OnnxEngine implements Engine {
         },
         contextLength: spec.text.maxPositions,
         imagesPerPrompt: 4,
+        imageSize: spec.preprocess.imageSize.height,
         toolCallFormat: spec.toolCallFormat,
         isTestModel: spec.isTestModel,
       };

@@ -1,15 +1,17 @@
 /**
- * Worker-thread entry hosting an OnnxEngine for WorkerEngine (see workerEngine.ts for why).
+ * Worker-thread entry hosting the engine (OnnxEngine wrapped by the tool loop's AgentEngine) for
+ * WorkerEngine (see workerEngine.ts for why).
  * One call runs at a time (the daemon queues); cancels arrive between onnxruntime runs.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { LensError, LensErrorCode } from '../../../common/errors';
+import { AgentEngine } from '../agent/agentEngine';
 import { OnnxEngine } from './engine';
 import type { FromWorker, ToWorker } from './workerEngine';
 
 const port = parentPort!;
 const post = (m: FromWorker) => port.postMessage(m);
-const engine = new OnnxEngine({ ...(workerData ?? {}), log: (message) => post({ type: 'log', message }) });
+const engine = new AgentEngine(new OnnxEngine({ ...(workerData ?? {}), log: (message) => post({ type: 'log', message }) }));
 const controllers = new Map<number, AbortController>();
 
 async function handle(m: ToWorker & { id: number }): Promise<unknown> {
@@ -20,7 +22,15 @@ async function handle(m: ToWorker & { id: number }): Promise<unknown> {
       case 'load':
         return await engine.load(m.dir, m.options, (progress) => post({ type: 'progress', id: m.id, progress }), ac.signal);
       case 'ask':
-        return await engine.ask(m.req, (delta) => post({ type: 'delta', id: m.id, delta }), ac.signal, (stage) => post({ type: 'stage', id: m.id, stage }));
+        return await engine.ask(
+          m.req,
+          (delta) => post({ type: 'delta', id: m.id, delta }),
+          ac.signal,
+          (stage) => post({ type: 'stage', id: m.id, stage }),
+          (step) => post({ type: 'step', id: m.id, step }),
+        );
+      case 'runTool':
+        return await engine.runTool(m.name, m.args, m.image, ac.signal, m.timeoutMs);
       case 'unload':
         return await engine.unload();
       default:

@@ -290,7 +290,7 @@ export function sliceBeforeLmHead(model: onnx.IModelProto, g: onnx.IGraphProto):
   const out = (g.output ?? []).find((o) => o.name === 'logits');
   if (!out) return "no 'logits' output";
   const opset = (model.opsetImport ?? []).find((o) => !o.domain)?.version;
-  if (opset !== undefined && opset !== null && Number(opset) < 10) return `opset ${opset} < 10 (Slice takes attributes there)`;
+  if (opset !== undefined && opset !== null && Number(opset) < 11) return `opset ${opset} < 11 (Slice without negative axes)`;
   const nodes = g.node ?? [];
   const producer = new Map<string, onnx.INodeProto>();
   for (const n of nodes) for (const o of n.output ?? []) producer.set(o, n);

@@ -42,6 +42,8 @@ export interface ModelInfo {
   dtype: Record<ModelFileRole, Dtype>;
   contextLength: number;
   imagesPerPrompt: number;
+  /** The vision encoder's input side, pixels (336, 384, …): what one view of an image is resized to. */
+  imageSize: number;
   /** Tool-call format the chat template/family suggests: `llava-plus`, `chatml`, or `none`. */
   toolCallFormat: 'llava-plus' | 'chatml' | 'none';
   /** True for the embedded tiny test model (answers carry no meaning). */
@@ -67,6 +69,32 @@ export interface GenerationOptions {
   stop: string[];
 }
 
+/** The tool loop for one ask (see server/src/agent): LLaVA-Plus style, local tools, several steps. */
+export interface AgentAskOptions {
+  /** Let the model call tools (ocr, zoom, image_info, grid) in a loop. */
+  tools: boolean;
+  /** Most model turns that may call tools (default 4). */
+  maxSteps?: number;
+  /** Run OCR first and give its lines to the model, with a prompt suited to UIs or diagrams. */
+  explain?: 'screenshot' | 'diagram';
+  /** Per-tool time limit, ms. */
+  toolTimeoutMs?: number;
+}
+
+/** One tool-loop step as the engine reports it (the protocol's AgentStepParams without streamId). */
+export interface AgentStepInfo {
+  index: number;
+  thought?: string;
+  tool?: string;
+  args?: unknown;
+  observation?: string;
+  artefacts?: Array<{ kind: 'boxes'; boxes: Array<{ box: [number, number, number, number]; label?: string; score?: number }> } | { kind: 'image'; mimeType: string; base64: string; caption?: string }>;
+  error?: string;
+  ms: number;
+  /** The final answer step. */
+  final?: boolean;
+}
+
 export interface AskRequest {
   conversationId?: string;
   images: ImageInput[];
@@ -75,6 +103,8 @@ export interface AskRequest {
   role?: 'user' | 'tool';
   /** A system prompt for a new conversation (ignored when continuing one: it is already in the history). */
   system?: string;
+  /** Run the tool loop around the model (engines that support tools; others refuse). */
+  agent?: AgentAskOptions;
   options: GenerationOptions;
 }
 
@@ -105,6 +135,8 @@ export interface AskResult {
   timings: Timings;
   device: string;
   model: string;
+  /** Tool-loop steps, in order, when `agent` was used. */
+  steps?: AgentStepInfo[];
 }
 
 /** Where an ask is, for progress displays ("encoding image 2/5") and tests. */
@@ -119,6 +151,32 @@ export interface AskStage {
 export interface AnswerDelta {
   text: string;
   tokenId: number;
+  /** With the tool loop: which model turn (0, 1, …) the text belongs to. */
+  turn?: number;
+}
+
+/** Hooks of one ask besides the answer deltas. */
+export interface AskHooks {
+  onStage?: (s: AskStage) => void;
+  onStep?: (s: AgentStepInfo) => void;
+}
+
+/** A tool's description for `lens/listTools`. */
+export interface ToolInfo {
+  name: string;
+  description: string;
+  /** JSON schema of the arguments. */
+  schema: Record<string, unknown>;
+}
+
+/** What a tool run returns to a client (`lens/runTool`). */
+export interface ToolRunResult {
+  summary: string;
+  data: unknown;
+  artefacts?: AgentStepInfo['artefacts'];
+  error?: string;
+  status: 'ok' | 'error' | 'timeout' | 'cancelled';
+  ms: number;
 }
 
 /**
@@ -135,7 +193,11 @@ export interface Engine {
    * resolves. When `signal` aborts (also during the vision encoder), resolves with what was
    * generated so far and `finishReason: 'cancelled'`.
    */
-  ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal, onStage?: (s: AskStage) => void): Promise<AskResult>;
+  ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal, onStage?: (s: AskStage) => void, onStep?: (s: AgentStepInfo) => void): Promise<AskResult>;
+  /** Tools this engine can run (empty when it has none). */
+  listTools?(): ToolInfo[];
+  /** Runs one tool directly on an image; failures come back as results with `error`, not throws. */
+  runTool?(name: string, args: unknown, image: ImageInput, signal: AbortSignal, timeoutMs?: number): Promise<ToolRunResult>;
   /** Drops a conversation's history; unknown ids are ignored. */
   forget(conversationId: string): void;
 }

@@ -16,12 +16,14 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LensError, LensErrorCode } from '../../../common/errors';
 import type { OnnxEngineOptions } from './engine';
-import type { AnswerDelta, AskRequest, AskStage, AskResult, Engine, LoadOptions, LoadProgress, ModelInfo } from './types';
+import { defaultRegistry } from '../tools';
+import type { AgentStepInfo, AnswerDelta, AskRequest, AskStage, ImageInput, ToolInfo, ToolRunResult, AskResult, Engine, LoadOptions, LoadProgress, ModelInfo } from './types';
 
 export type ToWorker =
   | { type: 'load'; id: number; dir: string; options: LoadOptions }
   | { type: 'ask'; id: number; req: AskRequest }
   | { type: 'unload'; id: number }
+  | { type: 'runTool'; id: number; name: string; args: unknown; image: ImageInput; timeoutMs?: number }
   | { type: 'forget'; conversationId: string }
   | { type: 'cancel'; id: number };
 
@@ -29,6 +31,7 @@ export type FromWorker =
   | { type: 'progress'; id: number; progress: LoadProgress }
   | { type: 'delta'; id: number; delta: AnswerDelta }
   | { type: 'stage'; id: number; stage: AskStage }
+  | { type: 'step'; id: number; step: AgentStepInfo }
   | { type: 'result'; id: number; value: unknown }
   | { type: 'error'; id: number; code: number; message: string }
   | { type: 'log'; message: string };
@@ -42,6 +45,7 @@ interface Pending {
   onProgress?: (p: LoadProgress) => void;
   onDelta?: (d: AnswerDelta) => void;
   onStage?: (s: AskStage) => void;
+  onStep?: (s: AgentStepInfo) => void;
 }
 
 /** Serializable subset of OnnxEngineOptions (functions cannot cross threads). */
@@ -52,6 +56,7 @@ export class WorkerEngine implements Engine {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private loaded: ModelInfo | undefined;
+  private toolList: ToolInfo[] | undefined;
 
   constructor(private readonly opts: WorkerEngineOptions = {}) {}
 
@@ -73,9 +78,19 @@ export class WorkerEngine implements Engine {
     this.worker?.postMessage({ type: 'forget', conversationId } satisfies ToWorker);
   }
 
-  ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal, onStage?: (s: AskStage) => void): Promise<AskResult> {
+  ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal, onStage?: (s: AskStage) => void, onStep?: (s: AgentStepInfo) => void): Promise<AskResult> {
     if (!this.loaded) return Promise.reject(new LensError(LensErrorCode.ModelNotLoaded, 'no model is loaded: call lens/loadModel (or pass --model) first.'));
-    return this.call<AskResult>({ type: 'ask', req }, signal, { onDelta, onStage });
+    return this.call<AskResult>({ type: 'ask', req }, signal, { onDelta, onStage, onStep });
+  }
+
+  /** The worker's tools (the same registry, described here without a round trip). */
+  listTools(): ToolInfo[] {
+    return (this.toolList ??= defaultRegistry().describe());
+  }
+
+  /** Runs a tool on the worker (OCR's onnxruntime work stays off the daemon's thread). Needs no model. */
+  runTool(name: string, args: unknown, image: ImageInput, signal: AbortSignal, timeoutMs?: number): Promise<ToolRunResult> {
+    return this.call<ToolRunResult>({ type: 'runTool', name, args, image, ...(timeoutMs !== undefined ? { timeoutMs } : {}) }, signal, {});
   }
 
   /** Stops the worker thread (pending calls fail). */
@@ -137,6 +152,9 @@ export class WorkerEngine implements Engine {
         break;
       case 'stage':
         p.onStage?.(m.stage);
+        break;
+      case 'step':
+        p.onStep?.(m.step);
         break;
       case 'result':
         this.pending.delete(m.id);

@@ -109,10 +109,13 @@ export const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer,
 /** A normalised box in pixels of a `width`×`height` image: clamped, rounded outwards, at least 1 px. */
 export function normToPx(box: NormBox, width: number, height: number): PxRect {
   const clamp = (v: number, max: number) => Math.min(Math.max(v, 0), max);
-  let x0 = Math.floor(clamp(Math.min(box[0], box[2]), 1) * width);
-  let y0 = Math.floor(clamp(Math.min(box[1], box[3]), 1) * height);
-  let x1 = Math.ceil(clamp(Math.max(box[0], box[2]), 1) * width);
-  let y1 = Math.ceil(clamp(Math.max(box[1], box[3]), 1) * height);
+  // The epsilon keeps float noise (0.55 * 800 = 440.00000000000006) from adding a pixel.
+  const lo = (v: number, n: number) => Math.floor(clamp(v, 1) * n + 1e-6);
+  const hi = (v: number, n: number) => Math.ceil(clamp(v, 1) * n - 1e-6);
+  let x0 = lo(Math.min(box[0], box[2]), width);
+  let y0 = lo(Math.min(box[1], box[3]), height);
+  let x1 = hi(Math.max(box[0], box[2]), width);
+  let y1 = hi(Math.max(box[1], box[3]), height);
   if (x1 <= x0) [x0, x1] = x0 >= width ? [width - 1, width] : [x0, x0 + 1];
   if (y1 <= y0) [y0, y1] = y0 >= height ? [height - 1, height] : [y0, y0 + 1];
   return { x0, y0, x1, y1 };

@@ -71,6 +71,7 @@ export class ToolRegistry {
       parsed = { ok: false as const, error: messageOf(e) };
     }
     if (!parsed.ok) return fail('error', `invalid arguments for ${name}: ${parsed.error}`);
+    if (timeoutMs !== undefined && !(timeoutMs > 0)) return fail('error', `the time limit for ${name} must be a positive number of milliseconds, got ${timeoutMs}`);
     if (ctx.signal.aborted) return fail('cancelled', `${name} was cancelled before it started`);
 
     const limit = timeoutMs ?? tool.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;

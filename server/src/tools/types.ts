@@ -23,7 +23,7 @@ export interface ToolImage {
   pixels?: Uint8Array;
 }
 
-/** A crop that `zoom` hands over to the agent loop (see `ToolContext.encodeCrop`). */
+/** A derived view of the image that a tool hands over to the agent loop: `zoom`'s crop, `grid`'s overlay (see `ToolContext.encodeCrop`). */
 export interface CropImage {
   /** PNG bytes, already at the vision encoder's input resolution. Owned by the receiver. */
   png: Uint8Array;
@@ -44,13 +44,16 @@ export interface ToolContext {
   image: ToolImage;
   /** Aborted on cancellation or when the tool's time limit passes; long tools check it between stages. */
   signal: AbortSignal;
-  /** The vision encoder's input size in pixels (one side; 336 for LLaVA-1.5). `zoom` upscales its crop to it. Default 336. */
+  /** The vision encoder's input side in pixels (336 for LLaVA-1.5, 384 for SigLIP). `zoom` scales its crop so the longer side equals it. Default 336. */
   encoderSize?: number;
   /**
-   * Present inside the agent loop: hands a crop to the loop, which attaches it as an extra image to
-   * the next model turn (the observation), so the model sees the region at full encoder
-   * resolution. Resolves once the loop has queued it. Absent for a direct `lens/runTool`: the crop
-   * is then only returned as an artefact for display.
+   * Present inside the agent loop: hands a derived image (a zoomed crop, the grid overlay) to the
+   * loop, which attaches it as an extra image to the next model turn (the observation), after the
+   * original when that is repeated. The model then sees the region at full encoder resolution.
+   * Resolves once the loop has queued it, with the image's number in the conversation so the
+   * observation can say "attached as image 3". The loop owns `png` from then on. Absent for a
+   * direct `lens/runTool`: the image is then only returned as an artefact for display.
+   * Adapting the engine: each `TurnImage` is an `ImageInput` `{ bytes, mimeType }`.
    */
   encodeCrop?: (crop: CropImage) => Promise<CropHandle>;
 }

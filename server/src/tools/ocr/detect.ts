@@ -10,6 +10,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
+import type { DebugDump } from '../../runtime/debug';
 import type { Rgb } from '../pixels';
 
 export interface DetectOptions {
@@ -50,8 +51,8 @@ export function detInputSize(w: number, h: number, scale: number): { width: numb
   return { width: r(w), height: r(h) };
 }
 
-/** Runs the detector on `img`. Pure apart from the session call; `signal` is checked between stages. */
-export async function detectText(det: ort.InferenceSession, img: Rgb, o: DetectOptions, signal?: AbortSignal): Promise<DetBox[]> {
+/** Runs the detector on `img`. Pure apart from the session call; `signal` is checked between stages; `dump` receives the probability map. */
+export async function detectText(det: ort.InferenceSession, img: Rgb, o: DetectOptions, signal?: AbortSignal, dump?: DebugDump): Promise<DetBox[]> {
   const size = detInputSize(img.width, img.height, o.scale);
   const resized = await resizeForDetection(img, size.width, size.height);
   signal?.throwIfAborted();
@@ -85,6 +86,7 @@ export async function detectText(det: ort.InferenceSession, img: Rgb, o: DetectO
   const probT = out[det.outputNames[0]];
   const prob = (probT.data as Float32Array).slice(); // [1, 1, Hd, Wd] f32
   probT.dispose();
+  dump?.tensor(o.invert ? 'ocr_det_prob_inverted' : 'ocr_det_prob', prob, [1, 1, size.height, size.width]);
   signal?.throwIfAborted();
 
   const boxes = boxesFromProbability(prob, size.width, size.height, o);

@@ -3,7 +3,7 @@
  * order with boxes normalised to the raw image.
  *
  * The model sees LLaVA-Plus' OCR shape, `{"texts": [...], "boxes": [...], "scores": [...]}`
- * (rounded; cut after `MAX_LINES_FOR_MODEL` lines); the client gets every line.
+ * (rounded; cut at `MAX_SUMMARY_CHARS`); the client gets every line.
  */
 import { boxArg, parseWith } from '../args';
 import { crop, normToPx, rgbOf } from '../pixels';
@@ -26,7 +26,11 @@ export interface OcrData {
   ms: number;
 }
 
-const MAX_LINES_FOR_MODEL = 150;
+/**
+ * The model sees lines until their JSON would pass this many characters (about 1,000–1,500
+ * tokens): a dense screenshot must not fill a 4k context. The client always gets every line.
+ */
+const MAX_SUMMARY_CHARS = 4000;
 
 export const ocrTool: Tool<OcrArgs> = {
   name: 'ocr',
@@ -75,8 +79,29 @@ export async function ocrImage(ctx: Pick<ToolContext, 'image' | 'signal'>, regio
 }
 
 /** The tool result for OCR output. */
+/** Rows (lines overlapping vertically by half their height) on separate lines; cells of a row tab-separated. */
+export function linesToText(lines: OcrLine[]): string {
+  let out = '';
+  lines.forEach((l, i) => {
+    if (i > 0) {
+      const p = lines[i - 1];
+      const overlap = Math.min(p.box[3], l.box[3]) - Math.max(p.box[1], l.box[1]);
+      const h = Math.min(p.box[3] - p.box[1], l.box[3] - l.box[1]);
+      out += overlap >= 0.5 * h && l.box[0] >= p.box[2] ? '\t' : '\n';
+    }
+    out += l.text;
+  });
+  return out;
+}
+
+/** The tool's result: a compact summary for the model, every line plus the copyable `text` for the client, and the boxes to draw. */
 export function ocrResult(d: OcrData): ToolResult {
-  const shown = d.lines.slice(0, MAX_LINES_FOR_MODEL);
+  let n = 0;
+  for (let used = 0; n < d.lines.length; n++) {
+    used += JSON.stringify(d.lines[n].text).length + 32; // text, a rounded box and a score
+    if (used > MAX_SUMMARY_CHARS) break;
+  }
+  const shown = d.lines.slice(0, n);
   const forModel: Record<string, unknown> = {
     texts: shown.map((l) => l.text),
     boxes: shown.map((l) => l.box.map(round2)),
@@ -86,7 +111,7 @@ export function ocrResult(d: OcrData): ToolResult {
   if (!d.lines.length) forModel.note = 'no text found';
   return {
     summary: JSON.stringify(forModel),
-    data: d,
+    data: { ...d, text: linesToText(d.lines) },
     artefacts: [{ kind: 'boxes', boxes: d.lines.map((l) => ({ box: l.box, label: l.text, score: l.score })) }],
   };
 }

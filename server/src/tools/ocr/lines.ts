@@ -66,6 +66,5 @@ export function readingOrder(pieces: Piece[], mergeGap = DEFAULT_MERGE_GAP): Pie
     }
     out.push(cur);
   });
-  // Rows were formed in order of centre; order their output by the row's top for stability.
   return out;
 }

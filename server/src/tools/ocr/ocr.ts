@@ -1,11 +1,19 @@
 /**
  * OCR of one image: detection (DBNet) -> recognition (SVTR + CTC) -> reading order.
  *
- * Tuned for screenshots and diagrams: the detector runs at native resolution up to
- * `maxSide` (so 10–14 px UI text is not shrunk away), small images are upscaled (text under
- * ~16 px is found more reliably at 2×), and dark images are detected a second time inverted
- * (light-on-dark text), keeping the union of the boxes. Recognition always crops the raw image.
+ * Tuned for screenshots and diagrams (PaddleOCR's defaults target photos):
+ *  - the detector runs at native resolution up to `maxSide` (PaddleOCR shrinks to 960, which
+ *    loses 10–14 px UI text on a 1920 px screenshot); images up to `upscaleBelow` are detected at 2×;
+ *  - dark themes are detected inverted, mixed images both ways;
+ *  - a lower box threshold (0.5 instead of 0.6) keeps lines of thin glyphs (underscores, quotes);
+ *  - overlapping boxes of one row are joined before recognition (no characters read twice);
+ *  - recognition crops the raw image, recovers word spaces the Chinese recogniser drops, and
+ *    turns full-width punctuation in Latin lines into ASCII.
+ *
+ * Debug: with `LLAVA_LENS_DEBUG_DIR` set, the detector's probability maps (`ocr_det_prob*.f32`)
+ * and the boxes, raw texts, lines and timings (`ocr.json`) are written there.
  */
+import { DebugDump } from '../../runtime/debug';
 import type { Rgb } from '../pixels';
 import { DEFAULT_DETECT, detectText, type DetBox } from './detect';
 import { readingOrder } from './lines';
@@ -27,7 +35,10 @@ export interface OcrOptions {
   upscaleBelow: number;
   /** Lines whose confidence is below this are dropped (PaddleOCR drop_score; default 0.5). */
   minScore: number;
-  /** 'auto' (default): detect inverted too when the image is mostly dark; 'never' / 'always'. */
+  /**
+   * 'auto' (default): detect inverted when the image is mostly dark, and both ways when it has
+   * large dark and light areas; 'never' / 'always': one pass, as is / inverted.
+   */
   invert: 'auto' | 'never' | 'always';
   /** Detector box threshold (mean text probability in a box; PaddleOCR det_db_box_thresh, default 0.5). */
   boxThreshold: number;
@@ -49,14 +60,17 @@ export async function runOcr(img: Rgb, options: Partial<OcrOptions> = {}, signal
   const long = Math.max(img.width, img.height);
   const scale = long <= o.upscaleBelow ? 2 : Math.min(1, o.maxSide / long);
 
+  const dump = process.env.LLAVA_LENS_DEBUG_DIR ? new DebugDump() : undefined;
   const t0 = Date.now();
-  // Light-on-dark text is found better inverted: detect in the dominant polarity first, then add
-  // what the other polarity finds elsewhere (a blue button on a light page, a light panel on a dark one).
-  const dark = o.invert === 'always' || (o.invert === 'auto' && meanLuma(img) < 110);
-  let boxes = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold, invert: dark }, signal);
-  if (dark && o.invert === 'auto') {
-    const other = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold }, signal);
-    boxes = unionBoxes(boxes, other);
+  // The detector finds dark-on-light text best, so a mostly dark image (a dark theme) is detected
+  // inverted. An image with large areas of both (a light page with a dark code block) is detected
+  // both ways, keeping the union.
+  const { dark, light } = polarity(img);
+  const invert = o.invert === 'always' || (o.invert === 'auto' && dark > light);
+  let boxes = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold, invert }, signal, dump);
+  if (o.invert === 'auto' && Math.min(dark, light) > MIXED_FRACTION) {
+    const other = await detectText(models.det, img, { ...DEFAULT_DETECT, scale, boxThreshold: o.boxThreshold, invert: !invert }, signal, dump);
+    boxes = boxes.concat(other); // the same text found twice overlaps and is joined below
   }
   boxes = joinTouching(boxes);
   const t1 = Date.now();
@@ -76,7 +90,9 @@ export async function runOcr(img: Rgb, options: Partial<OcrOptions> = {}, signal
   const lines = readingOrder(pieces).map(
     (p): OcrLine => ({ text: p.text, box: [p.x0 / img.width, p.y0 / img.height, p.x1 / img.width, p.y1 / img.height], score: p.score }),
   );
-  return { lines, stats: { scale, boxes: rects.length, detectMs: t1 - t0, recognizeMs: t2 - t1 } };
+  const stats = { scale, boxes: rects.length, detectMs: t1 - t0, recognizeMs: t2 - t1 };
+  dump?.json('ocr', { stats, polarity: { dark, light, inverted: invert }, rects, texts, lines });
+  return { lines, stats };
 }
 
 /**
@@ -90,24 +106,31 @@ export function latinPunctuation(text: string): string {
   return text.replace(/[\uff01-\uff5e]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xfee0)).replace(/\u3002/g, '.');
 }
 
-/** Mean luma (0..255) over a sparse sample of pixels. */
-function meanLuma(img: Rgb): number {
+/** Both polarities are detected when dark and light pixels each cover more than this share of the image. */
+const MIXED_FRACTION = 0.15;
+
+/** Shares of dark (luma < 96) and light (luma > 160) pixels, over a sparse sample. */
+function polarity(img: Rgb): { dark: number; light: number } {
   const n = img.width * img.height;
   const step = Math.max(1, Math.floor(n / 20000));
-  let sum = 0;
+  let dark = 0;
+  let light = 0;
   let count = 0;
   for (let i = 0; i < n; i += step) {
     const p = i * 3;
-    sum += 0.299 * img.data[p] + 0.587 * img.data[p + 1] + 0.114 * img.data[p + 2];
+    const y = 0.299 * img.data[p] + 0.587 * img.data[p + 1] + 0.114 * img.data[p + 2];
+    if (y < 96) dark++;
+    else if (y > 160) light++;
     count++;
   }
-  return sum / count;
+  return { dark: dark / count, light: light / count };
 }
 
 /**
  * Joins boxes of one row that overlap or nearly touch (gap under a third of the height): the
  * unclip expansion makes neighbouring DB boxes overlap, and recognising them separately reads
- * the shared characters twice. Repeats until nothing changes.
+ * the shared characters twice; the two polarity passes find the same text twice. Repeats until
+ * nothing changes.
  */
 function joinTouching(boxes: DetBox[]): DetBox[] {
   const out = boxes.map((b) => ({ ...b }));
@@ -133,15 +156,3 @@ function joinTouching(boxes: DetBox[]): DetBox[] {
   return out;
 }
 
-/** `a` plus the boxes of `b` that do not overlap a box of `a` by more than a third of the smaller area. */
-function unionBoxes(a: DetBox[], b: DetBox[]): DetBox[] {
-  const area = (r: DetBox) => (r.x1 - r.x0) * (r.y1 - r.y0);
-  const extra = b.filter((q) =>
-    a.every((p) => {
-      const w = Math.min(p.x1, q.x1) - Math.max(p.x0, q.x0);
-      const h = Math.min(p.y1, q.y1) - Math.max(p.y0, q.y0);
-      return w <= 0 || h <= 0 || (w * h) / Math.min(area(p), area(q)) < 1 / 3;
-    }),
-  );
-  return [...a, ...extra];
-}

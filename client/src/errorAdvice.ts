@@ -1,0 +1,178 @@
+/**
+ * Every failure the user can meet, as the notification it becomes: a message saying what went
+ * wrong and what to do, and the buttons that fix it. Pure: `notify.ts` turns a `FixAction` into
+ * a command. No spinner ends without one of these or an answer.
+ */
+import { LensErrorCode } from '../../common/errors';
+import { IMAGE_EXTENSIONS } from './commandTable';
+
+export type FixAction =
+  | { kind: 'openSetting'; setting: string; label?: string }
+  | { kind: 'showLogs' }
+  | { kind: 'restartDaemon' }
+  | { kind: 'selectModel' }
+  | { kind: 'chooseImage' }
+  | { kind: 'openSettings' };
+
+export interface Advice {
+  severity: 'error' | 'warning' | 'info';
+  message: string;
+  actions: FixAction[];
+}
+
+export function fixLabel(a: FixAction): string {
+  switch (a.kind) {
+    case 'openSetting':
+      return a.label ?? 'Open Setting';
+    case 'showLogs':
+      return 'Show Logs';
+    case 'restartDaemon':
+      return 'Restart Daemon';
+    case 'selectModel':
+      return 'Select Model…';
+    case 'chooseImage':
+      return 'Choose Image…';
+    case 'openSettings':
+      return 'Open Settings';
+  }
+}
+
+const IMAGE_LIST = IMAGE_EXTENSIONS.filter((e) => e !== 'tif').join(', ');
+
+export const advice = {
+  notAnImage(name: string): Advice {
+    return {
+      severity: 'error',
+      message: `LLaVA Lens: "${name}" is not an image it can read. Choose a ${IMAGE_LIST} file.`,
+      actions: [{ kind: 'chooseImage' }],
+    };
+  },
+  unreadable(name: string, reason: string): Advice {
+    return {
+      severity: 'error',
+      message: `LLaVA Lens: could not read "${name}" (${reason}). Check that the file exists and is readable, or choose another image.`,
+      actions: [{ kind: 'chooseImage' }],
+    };
+  },
+  someSkipped(skipped: string[], used: number): Advice {
+    return {
+      severity: 'warning',
+      message: `LLaVA Lens: left out ${skipped.length} file(s) that are not images (${skipped.slice(0, 3).join(', ')}${skipped.length > 3 ? ', …' : ''}); asking about ${used} image(s).`,
+      actions: [],
+    };
+  },
+  tooManyImages(given: number, limit: number): Advice {
+    return {
+      severity: 'warning',
+      message: `LLaVA Lens: the model takes at most ${limit} image(s) per question; asking about the first ${limit} of ${given}.`,
+      actions: [{ kind: 'selectModel' }],
+    };
+  },
+  remoteNotAvailable(url: string): Advice {
+    return {
+      severity: 'warning',
+      message: `LLaVA Lens: remote daemons are not available in this version, so llavaLens.remote.url (${url}) is not used; answers come from the local daemon.`,
+      actions: [{ kind: 'openSetting', setting: 'llavaLens.remote.url', label: 'Open Setting' }],
+    };
+  },
+  testModelNotice(): Advice {
+    return {
+      severity: 'info',
+      message:
+        'LLaVA Lens is using its embedded tiny test model: it has random weights, so its answers are meaningless text. Choose a real LLaVA-family ONNX model folder to get real answers.',
+      actions: [{ kind: 'selectModel' }, { kind: 'openSettings' }],
+    };
+  },
+  defaultModelFailed(reason: string): Advice {
+    return {
+      severity: 'error',
+      message: `LLaVA Lens: no model is configured and the embedded test model could not be generated (${reason}). Choose a model folder in the settings.`,
+      actions: [{ kind: 'selectModel' }, { kind: 'openSetting', setting: 'llavaLens.model', label: 'Open Setting' }, { kind: 'showLogs' }],
+    };
+  },
+  daemonDidNotStart(reason: string): Advice {
+    return {
+      severity: 'error',
+      message: `LLaVA Lens: the daemon did not start (${reason}).`,
+      actions: [{ kind: 'showLogs' }, { kind: 'restartDaemon' }, { kind: 'openSetting', setting: 'llavaLens.daemon.nodePath', label: 'Node Path Setting' }],
+    };
+  },
+  daemonRestarted(lostAnswer: boolean): Advice {
+    return {
+      severity: 'warning',
+      message: lostAnswer
+        ? 'LLaVA Lens: the daemon stopped unexpectedly and was restarted. The answer in flight was lost (ask again); the conversation stays in the panel, and the model is being reloaded.'
+        : 'LLaVA Lens: the daemon stopped unexpectedly and was restarted; nothing was lost (the model is being reloaded).',
+      actions: [{ kind: 'showLogs' }],
+    };
+  },
+  daemonGaveUp(lostAnswer: boolean): Advice {
+    return {
+      severity: 'error',
+      message:
+        'LLaVA Lens: the daemon keeps stopping, so it was not restarted again' +
+        (lostAnswer ? ' (the answer in flight was lost)' : '') +
+        '. See the logs, then restart it.',
+      actions: [{ kind: 'showLogs' }, { kind: 'restartDaemon' }],
+    };
+  },
+  settingsProblems(problems: string[]): Advice {
+    return { severity: 'warning', message: `LLaVA Lens: ${problems.join(' ')}`, actions: [{ kind: 'openSettings' }] };
+  },
+  noClipboardImage(reason: string): Advice {
+    return {
+      severity: 'warning',
+      message: `LLaVA Lens: no image found on the clipboard (${reason}). Copy an image, or paste it into the LLaVA Lens panel (Ctrl+V / Cmd+V), or choose a file.`,
+      actions: [{ kind: 'chooseImage' }],
+    };
+  },
+  noImageRef(): Advice {
+    return {
+      severity: 'info',
+      message: 'LLaVA Lens: put the cursor on an image reference (![alt](path) or <img src="…">) in a Markdown or HTML file, or choose an image.',
+      actions: [{ kind: 'chooseImage' }],
+    };
+  },
+  remoteImage(src: string): Advice {
+    return {
+      severity: 'warning',
+      message: `LLaVA Lens: "${src}" is not a local file; LLaVA Lens only reads images in your workspace. Download it into the workspace first.`,
+      actions: [],
+    };
+  },
+};
+
+/** A failed daemon request as advice, from its JSON-RPC error code and message. */
+export function adviceForDaemonError(code: number | undefined, message: string): Advice {
+  const text = `LLaVA Lens: ${message}`;
+  switch (code) {
+    case LensErrorCode.ImageTooLarge:
+      return {
+        severity: 'error',
+        message: `${text} Raise llavaLens.maxImageMegapixels or use a smaller image.`,
+        actions: [{ kind: 'openSetting', setting: 'llavaLens.maxImageMegapixels', label: 'Open Setting' }],
+      };
+    case LensErrorCode.ImageNotFound:
+    case LensErrorCode.ImageDecodeFailed:
+    case LensErrorCode.UnsupportedImage:
+      return { severity: 'error', message: text, actions: [{ kind: 'chooseImage' }] };
+    case LensErrorCode.ModelNotLoaded:
+    case LensErrorCode.InvalidModelFolder:
+    case LensErrorCode.ModelLoadFailed:
+      return { severity: 'error', message: text, actions: [{ kind: 'selectModel' }, { kind: 'showLogs' }] };
+    case LensErrorCode.DeviceUnavailable:
+      return {
+        severity: 'error',
+        message: text,
+        actions: [{ kind: 'openSetting', setting: 'llavaLens.device', label: 'Device Setting' }, { kind: 'showLogs' }],
+      };
+    case LensErrorCode.PromptTooLong:
+      return { severity: 'error', message: `${text} Ask with fewer images or a shorter question, or start a new conversation.`, actions: [] };
+    case LensErrorCode.Busy:
+      return { severity: 'warning', message: text, actions: [] };
+    case LensErrorCode.InvalidParams:
+      return { severity: 'error', message: text, actions: [{ kind: 'openSettings' }, { kind: 'showLogs' }] };
+    default:
+      return { severity: 'error', message: text, actions: [{ kind: 'showLogs' }, { kind: 'restartDaemon' }] };
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * "Select Model…": the models found under `llavaLens.modelFolders` (via `lens/listModels`), the
+ * embedded test model, or a folder chosen on disk. The choice is written to `llavaLens.model`
+ * (workspace settings when a folder is open), and the settings listener loads it.
+ */
+import * as vscode from 'vscode';
+import type { ModelEntry } from '../../common/protocol';
+import type { LensDaemon } from './daemon/lensDaemon';
+import { SECTION, type LensSettings } from './settings';
+
+interface ModelItem extends vscode.QuickPickItem {
+  action: 'model' | 'embedded' | 'browse' | 'addFolder';
+  path?: string;
+}
+
+function variantsText(m: ModelEntry): string {
+  const d = m.variants.decoder_model_merged;
+  return d.length ? `decoder: ${d.join(', ')}` : '';
+}
+
+export async function selectModel(daemon: LensDaemon, settings: () => LensSettings, log: (line: string) => void): Promise<void> {
+  const s = settings();
+  const items: ModelItem[] = [];
+  let models: ModelEntry[] = [];
+  if (s.modelFolders.length) {
+    try {
+      const client = await daemon.ensureStarted();
+      models = (await client.listModels({ roots: s.modelFolders })).models;
+    } catch (e) {
+      log(`[models] listing failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  for (const m of models) {
+    items.push({
+      action: 'model',
+      path: m.path,
+      label: `${m.path === s.model ? '$(check) ' : ''}${m.name}`,
+      description: `${m.modelType} ${variantsText(m)}`.trim(),
+      detail: m.path,
+    });
+  }
+  if (models.length === 0) {
+    items.push({
+      action: 'addFolder',
+      label: '$(folder-library) Add a folder to scan for models…',
+      detail: s.modelFolders.length ? `No models found in ${s.modelFolders.join(', ')}` : 'llavaLens.modelFolders is empty',
+    });
+  }
+  items.push(
+    { action: 'browse', label: '$(folder-opened) Choose a model folder…', detail: 'A Hugging Face ONNX export (config.json + onnx/)' },
+    {
+      action: 'embedded',
+      label: `${s.model === '' ? '$(check) ' : ''}Embedded test model (tiny-onevision)`,
+      detail: 'Random weights: answers are meaningless; for trying LLaVA Lens out',
+    },
+  );
+  const picked = await vscode.window.showQuickPick(items, { title: 'LLaVA Lens: select a model', matchOnDetail: true });
+  if (!picked) return;
+  const config = vscode.workspace.getConfiguration(SECTION);
+  const target = vscode.workspace.workspaceFolders?.length ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
+  switch (picked.action) {
+    case 'model':
+      await config.update('model', picked.path, target);
+      return;
+    case 'embedded':
+      await config.update('model', '', target);
+      return;
+    case 'browse': {
+      const dir = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Use This Model', title: 'LLaVA Lens: choose a model folder' });
+      if (dir?.[0]) await config.update('model', dir[0].fsPath, target);
+      return;
+    }
+    case 'addFolder': {
+      const dir = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Scan This Folder', title: 'LLaVA Lens: a folder holding model folders' });
+      if (dir?.[0]) {
+        await config.update('modelFolders', [...s.modelFolders, dir[0].fsPath], vscode.ConfigurationTarget.Global);
+        await selectModel(daemon, settings, log);
+      }
+      return;
+    }
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * `llavaLens.*` settings -> what the daemon gets. Pure: the 'vscode' layer passes a getter over
+ * `workspace.getConfiguration('llavaLens')`. Each setting is checked where it enters; a bad value
+ * falls back to its default and produces a problem message the extension shows (never silently
+ * ignored).
+ */
+import { DEVICES, DTYPES, MODEL_FILE_ROLES } from '../../common/protocol';
+import type { AskParams, Device, DtypeSpec, LensInitializationOptions, ModelFileRole } from '../../common/protocol';
+
+export const SECTION = 'llavaLens';
+
+export interface LensSettings {
+  modelFolders: string[];
+  /** Model folder; '' = the embedded default test model. */
+  model: string;
+  /** undefined = the engine's choice. */
+  dtype: DtypeSpec | undefined;
+  device: Device;
+  maxNewTokens: number;
+  temperature: number;
+  maxImageMegapixels: number;
+  toolsEnabled: boolean;
+  altTextDiagnostics: boolean;
+  /** '' = local daemon. */
+  remoteUrl: string;
+  /** '' = the Node that runs the extension host. */
+  nodePath: string;
+}
+
+export const DEFAULT_SETTINGS: LensSettings = {
+  modelFolders: [],
+  model: '',
+  dtype: undefined,
+  device: 'auto',
+  maxNewTokens: 256,
+  temperature: 0,
+  maxImageMegapixels: 50,
+  toolsEnabled: false,
+  altTextDiagnostics: true,
+  remoteUrl: '',
+  nodePath: '',
+};
+
+/** Node flags the daemon process is started with (`execArgv`); the speed work may set some. */
+export const DAEMON_NODE_ARGS: readonly string[] = [];
+
+export interface SettingsRead {
+  settings: LensSettings;
+  /** One message per setting whose value was wrong and replaced by its default. */
+  problems: string[];
+}
+
+/** `get(key)` returns the configured value of `llavaLens.<key>` (undefined when unset). */
+export function readSettings(get: (key: string) => unknown): SettingsRead {
+  const problems: string[] = [];
+  const s: LensSettings = { ...DEFAULT_SETTINGS, modelFolders: [] };
+  const bad = (key: string, expected: string, got: unknown) =>
+    problems.push(`Setting ${SECTION}.${key} must be ${expected}; got ${JSON.stringify(got)}. Using the default.`);
+
+  const folders = get('modelFolders');
+  if (folders !== undefined) {
+    if (Array.isArray(folders) && folders.every((f) => typeof f === 'string')) s.modelFolders = folders.map((f) => f.trim()).filter((f) => f !== '');
+    else bad('modelFolders', 'a list of folder paths', folders);
+  }
+  const model = get('model');
+  if (model !== undefined) {
+    if (typeof model === 'string') s.model = model.trim();
+    else bad('model', 'a folder path (empty for the embedded test model)', model);
+  }
+  const dtype = get('dtype');
+  if (dtype !== undefined && dtype !== '' && dtype !== null) {
+    const parsed = parseDtype(dtype);
+    if (parsed.ok) s.dtype = parsed.value;
+    else bad('dtype', parsed.expected, dtype);
+  }
+  const device = get('device');
+  if (device !== undefined) {
+    if (typeof device === 'string' && (DEVICES as readonly string[]).includes(device)) s.device = device as Device;
+    else bad('device', `one of ${DEVICES.join(', ')}`, device);
+  }
+  const maxNewTokens = get('maxNewTokens');
+  if (maxNewTokens !== undefined) {
+    if (typeof maxNewTokens === 'number' && Number.isInteger(maxNewTokens) && maxNewTokens >= 1) s.maxNewTokens = maxNewTokens;
+    else bad('maxNewTokens', 'an integer >= 1', maxNewTokens);
+  }
+  const temperature = get('temperature');
+  if (temperature !== undefined) {
+    if (typeof temperature === 'number' && Number.isFinite(temperature) && temperature >= 0) s.temperature = temperature;
+    else bad('temperature', 'a number >= 0 (0 = greedy)', temperature);
+  }
+  const mp = get('maxImageMegapixels');
+  if (mp !== undefined) {
+    if (typeof mp === 'number' && Number.isFinite(mp) && mp > 0) s.maxImageMegapixels = mp;
+    else bad('maxImageMegapixels', 'a number > 0', mp);
+  }
+  const tools = get('tools.enabled');
+  if (tools !== undefined) {
+    if (typeof tools === 'boolean') s.toolsEnabled = tools;
+    else bad('tools.enabled', 'true or false', tools);
+  }
+  const alt = get('altTextDiagnostics.enabled');
+  if (alt !== undefined) {
+    if (typeof alt === 'boolean') s.altTextDiagnostics = alt;
+    else bad('altTextDiagnostics.enabled', 'true or false', alt);
+  }
+  const remote = get('remote.url');
+  if (remote !== undefined) {
+    if (typeof remote === 'string' && (remote.trim() === '' || /^wss?:\/\/\S+$/i.test(remote.trim()))) s.remoteUrl = remote.trim();
+    else bad('remote.url', 'a ws:// or wss:// URL (empty for the local daemon)', remote);
+  }
+  const nodePath = get('daemon.nodePath');
+  if (nodePath !== undefined) {
+    if (typeof nodePath === 'string') s.nodePath = nodePath.trim();
+    else bad('daemon.nodePath', 'a path to a node executable (empty for the default)', nodePath);
+  }
+  return { settings: s, problems };
+}
+
+type Parsed<T> = { ok: true; value: T } | { ok: false; expected: string };
+
+/** A precision name for all files, or `{vision_encoder?, embed_tokens?, decoder_model_merged?}`. */
+export function parseDtype(v: unknown): Parsed<DtypeSpec> {
+  const expected = `one of ${DTYPES.join(', ')}, or an object {${MODEL_FILE_ROLES.join(', ')}} of those`;
+  const isName = (x: unknown): x is string => typeof x === 'string' && (DTYPES as readonly string[]).includes(x);
+  if (isName(v)) return { ok: true, value: v };
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { ok: false, expected };
+  const out: Partial<Record<ModelFileRole, string>> = {};
+  for (const [key, value] of Object.entries(v)) {
+    if (!(MODEL_FILE_ROLES as readonly string[]).includes(key) || !isName(value)) return { ok: false, expected };
+    out[key as ModelFileRole] = value;
+  }
+  return Object.keys(out).length > 0 ? { ok: true, value: out } : { ok: false, expected };
+}
+
+/**
+ * `initialize.initializationOptions` for the daemon. `modelPath` is the folder to load (the
+ * configured one, or the embedded default's folder).
+ */
+export function toInitializationOptions(s: LensSettings, modelPath: string | undefined): LensInitializationOptions {
+  const init: LensInitializationOptions = {
+    modelRoots: [...s.modelFolders],
+    device: s.device,
+    maxImageMegapixels: s.maxImageMegapixels,
+  };
+  if (modelPath) init.model = modelPath;
+  if (s.dtype !== undefined) init.dtype = s.dtype;
+  return init;
+}
+
+/**
+ * The generation options of a `lens/ask` about `imageCount` images. With `llavaLens.tools.enabled`
+ * a question about one image runs the tool loop (the loop works on one image).
+ */
+export function toAskOptions(s: LensSettings, imageCount = 0): Pick<AskParams, 'maxTokens' | 'temperature' | 'tools'> {
+  return { maxTokens: s.maxNewTokens, temperature: s.temperature, ...(s.toolsEnabled && imageCount === 1 ? { tools: true } : {}) };
+}
+
+/**
+ * What a settings change needs, from the old and new values:
+ * - `restartDaemon`: options only given at `initialize` changed (image limit, node path);
+ * - `reloadModel`: model, precision or device changed (sent as `lens/loadModel`);
+ * - `diagnostics`: the alt-text hints were switched;
+ * - `remote`: the remote URL changed (the user is told it is not available in this version).
+ * Everything else (tokens, temperature, folders, tools) applies to the next ask or scan by itself.
+ */
+export interface SettingsEffects {
+  restartDaemon: boolean;
+  reloadModel: boolean;
+  diagnostics: boolean;
+  remote: boolean;
+}
+
+export function settingsEffects(before: LensSettings, after: LensSettings): SettingsEffects {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const restartDaemon = before.maxImageMegapixels !== after.maxImageMegapixels || before.nodePath !== after.nodePath;
+  return {
+    restartDaemon,
+    reloadModel: !restartDaemon && (before.model !== after.model || !same(before.dtype, after.dtype) || before.device !== after.device),
+    diagnostics: before.altTextDiagnostics !== after.altTextDiagnostics,
+    remote: before.remoteUrl !== after.remoteUrl,
+  };
+}

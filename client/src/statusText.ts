@@ -1,0 +1,113 @@
+/**
+ * What the status bar item shows for a daemon state: the text (`$(eye) LLaVA Lens: …`) and a
+ * Markdown-free tooltip with the details. Pure.
+ */
+import type { LensStatus } from '../../common/protocol';
+
+/** The extension's view of the daemon: not started yet, the daemon's own `lens/status`, or stopped. */
+export type DaemonView =
+  | { phase: 'idle' }
+  | { phase: 'preparing'; message: string }
+  | { phase: 'starting' }
+  | { phase: 'running'; status: LensStatus }
+  | { phase: 'failed'; message: string };
+
+export interface StatusPresentation {
+  text: string;
+  tooltip: string;
+  /** True when the item should use the error background. */
+  error: boolean;
+}
+
+const PREFIX = '$(eye) LLaVA Lens';
+
+function mib(bytes: number): string {
+  return `${Math.round(bytes / (1024 * 1024))} MiB`;
+}
+
+export function presentStatus(view: DaemonView, extra: { remoteIgnored?: boolean } = {}): StatusPresentation {
+  const lines: string[] = [];
+  let text: string;
+  let error = false;
+  switch (view.phase) {
+    case 'idle':
+      text = PREFIX;
+      lines.push('The daemon starts on first use (Ask About Image, or a model action).');
+      break;
+    case 'preparing':
+      text = `${PREFIX}: starting…`;
+      lines.push(view.message);
+      break;
+    case 'starting':
+      text = `${PREFIX}: starting…`;
+      lines.push('Starting the daemon…');
+      break;
+    case 'failed':
+      text = `${PREFIX}: error`;
+      error = true;
+      lines.push(view.message);
+      break;
+    case 'running': {
+      const s = view.status;
+      const model = s.model;
+      switch (s.state) {
+        case 'starting':
+          text = `${PREFIX}: starting…`;
+          break;
+        case 'loading':
+          text = `${PREFIX}: loading ${Math.round(s.percent ?? 0)}%`;
+          break;
+        case 'busy':
+          text = `${PREFIX}: busy`;
+          break;
+        case 'error':
+          text = `${PREFIX}: error`;
+          error = true;
+          break;
+        case 'ready':
+          text = model ? `${PREFIX}: ${s.device ?? model.device} · ${model.name}` : `${PREFIX}: no model`;
+          break;
+      }
+      if (s.message) lines.push(s.message);
+      if (model) {
+        lines.push(`Model: ${model.name}${model.isTestModel ? ' (tiny test model, random weights)' : ''}`);
+        lines.push(`Folder: ${model.path}`);
+        lines.push(`Device: ${s.device ?? model.device}`);
+        const dtypes = Object.entries(model.dtype)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ');
+        lines.push(`Precision: ${dtypes}`);
+      } else if (s.state !== 'loading') {
+        lines.push('No model loaded.');
+      }
+      if (s.queueLength > 0) lines.push(`Waiting requests: ${s.queueLength}`);
+      lines.push(`Daemon memory: ${mib(s.rssBytes)}`);
+      break;
+    }
+  }
+  if (extra.remoteIgnored) lines.push('llavaLens.remote.url is set but remote daemons are not available in this version: using the local daemon.');
+  lines.push('Click for actions.');
+  return { text, tooltip: lines.join('\n'), error };
+}
+
+/** The line the panel shows while a question waits on the daemon ('' once the answer streams). */
+export function panelStatusLine(view: DaemonView): string {
+  switch (view.phase) {
+    case 'idle':
+      return '';
+    case 'preparing':
+      return view.message;
+    case 'starting':
+      return 'Starting the LLaVA Lens daemon…';
+    case 'failed':
+      return view.message;
+    case 'running': {
+      const s = view.status;
+      if (s.state === 'loading') return `Loading the model ${Math.round(s.percent ?? 0)}%…`;
+      if (s.state === 'starting') return 'Starting the LLaVA Lens daemon…';
+      if (s.state === 'busy' && s.stage && s.stage.stage !== 'generate') return s.message ?? `Working (${s.stage.stage})…`;
+      if (s.state === 'busy' && s.queueLength > 0) return `${s.queueLength} request(s) waiting…`;
+      return '';
+    }
+  }
+}

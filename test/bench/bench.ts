@@ -1,0 +1,303 @@
+/**
+ * `npm run bench`: LLaVA Lens against transformers.js on the same model files, same machine,
+ * same run. See docs/performance.md for what is measured and how; `--help` for options.
+ *
+ * Each side runs in its own child process (peak memory stays separate); the bench alternates
+ * between them, one warm-up round, then `--reps` measured rounds. Output: a Markdown table, or
+ * with `--json` one JSON object; both are also written to bench/results/latest.{md,json}.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs, type BenchArgs } from './args';
+import { measureBandwidth } from './bandwidth';
+import { measureDaemonOverhead } from './daemonOverhead';
+import { FLAG_CANDIDATES, OURS_NODE_FLAGS } from './flags';
+import { makeImages } from './images';
+import { cacheRoot, decoderBytes, ensureBenchModel, singleViewTwin } from './model';
+import { markdown, ratiosOf, type BenchResult } from './report';
+import { ChildSide } from './runner';
+import type { TurnResult } from './side';
+import { summarize, type Summary } from './stats';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const Q1 = 'Describe this image in detail.';
+const Q2 = 'What colour is the circle?';
+const Q3 = 'Is there any text in the picture?';
+/** EOS and turn separator of the bench model (`generation_config.json` eos_token_id, `<|im_end|>`). */
+function banIds(dir: string): number[] {
+  const gen = JSON.parse(fs.readFileSync(path.join(dir, 'generation_config.json'), 'utf8'));
+  const tok = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
+  const ids = new Set<number>([gen.eos_token_id].flat().filter((x: unknown): x is number => typeof x === 'number'));
+  for (const t of tok.added_tokens ?? []) if (t.content === '<|im_end|>' || t.content === '<|endoftext|>') ids.add(t.id);
+  return [...ids];
+}
+
+function version(pkg: string): string {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')).version;
+  } catch {
+    return '?';
+  }
+}
+
+const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
+
+type Series = Record<string, number[]>;
+const push = (s: Series, k: string, v: number) => (s[k] ??= []).push(v);
+
+function firstDiff(a: number[], b: number[]): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
+
+async function run(args: BenchArgs): Promise<BenchResult> {
+  const t0 = performance.now();
+  const load0 = os.loadavg()[0];
+  const notes: string[] = [];
+  const dir = path.resolve(args.model ?? path.join(cacheRoot(), 'bench-model'));
+  const genS = await ensureBenchModel(dir, log);
+  if (genS) notes.push(`bench model generated in ${genS.toFixed(0)} s (reused on later runs)`);
+  const twin = singleViewTwin(dir);
+  const imgs = await makeImages(path.join(os.tmpdir(), 'llava-lens-bench'), args.reps + 1);
+  const ban = banIds(twin);
+
+  log('measuring memory bandwidth');
+  const bw = measureBandwidth();
+  const wBytes = decoderBytes(dir);
+  const ceilingTps = (bw.bestGBs * 1e9) / wBytes;
+
+  log(`starting ours (node ${OURS_NODE_FLAGS.join(' ')}) and transformers.js (default flags)`);
+  const ours = await ChildSide.start('ours', 'ours', [...OURS_NODE_FLAGS]);
+  const theirs = args.oursOnly ? undefined : await ChildSide.start('transformers.js', 'transformers', []);
+  const O: Series = {}, Th: Series = {}, K: Series = {};
+  try {
+    const lo = await ours.call('load', { dir: twin, banIds: ban });
+    push(O, 'loadMs', lo.loadMs);
+    notes.push(...lo.notes.filter((n) => n.startsWith('graph tuning')));
+    if (theirs) push(Th, 'loadMs', (await theirs.call('load', { dir: twin, banIds: ban })).loadMs);
+
+    log('preprocessing');
+    const pre = args.quick ? 3 : 7;
+    for (let i = 0; i <= pre; i++) {
+      const keep = i > 0; // first pass warms up
+      const a = await ours.call('preprocess', imgs.jpeg, false);
+      const b = await ours.call('preprocess', imgs.png, false);
+      const c = await ours.call('preprocess', imgs.jpeg, true);
+      const d = await ours.call('preprocess', imgs.png, true);
+      if (keep) {
+        push(O, 'preprocessJpegMs', a.totalMs);
+        push(O, 'preprocessPngMs', b.totalMs);
+        push(O, 'preprocessJpegAnyresMs', c.totalMs);
+        push(O, 'preprocessPngAnyresMs', d.totalMs);
+      }
+      if (i === 1) notes.push(`anyres views: JPEG ${c.views}, PNG ${d.views} (one view each without tiling); ours' JPEG: decode ${a.decodeMs.toFixed(1)} ms + preprocess ${a.preprocessMs.toFixed(1)} ms`);
+      if (theirs) {
+        const e = await theirs.call('preprocess', imgs.jpeg, false);
+        const f = await theirs.call('preprocess', imgs.png, false);
+        if (keep) {
+          push(Th, 'preprocessJpegMs', e.totalMs);
+          push(Th, 'preprocessPngMs', f.totalMs);
+        }
+      }
+    }
+
+    let promptTokens = 0;
+    for (let rep = 0; rep <= args.reps; rep++) {
+      const keep = rep > 0;
+      const image = imgs.conv[rep];
+      log(`${keep ? `round ${rep}/${args.reps}` : 'warm-up round'}`);
+      const rec = (s: Series, r: TurnResult, k: string) => {
+        if (keep) push(s, k, r.ttftMs);
+      };
+      const oursRound = async () => {
+        const a = await ours.call('newImage', image, Q1, args.tokens);
+        if (a.tokens !== args.tokens) throw new Error(`ours generated ${a.tokens} tokens, expected ${args.tokens}`);
+        promptTokens = a.promptTokens;
+        rec(O, a, 'ttftCold');
+        if (keep) push(O, 'decodeTps', a.decodeTps), push(O, 'visionMs', a.visionMs);
+        rec(O, await ours.call('repeatImage', image, Q3), 'ttftRepeatImage');
+        rec(O, await ours.call('followUp', Q2), 'ttftFollowUp');
+      };
+      const theirRound = async () => {
+        if (!theirs) return;
+        const a = await theirs.call('newImage', image, Q1, args.tokens);
+        if (a.tokens !== args.tokens) throw new Error(`transformers.js generated ${a.tokens} tokens, expected ${args.tokens}`);
+        if (promptTokens && a.promptTokens !== promptTokens) notes.push(`prompt lengths differ: ours ${promptTokens}, transformers.js ${a.promptTokens}`);
+        rec(Th, a, 'ttftCold');
+        if (keep) push(Th, 'decodeTps', a.decodeTps), push(Th, 'visionMs', a.visionMs);
+        rec(K, await theirs.call('followUpKv', Q2), 'ttftFollowUp');
+        rec(Th, await theirs.call('repeatImage', image, Q3), 'ttftRepeatImage');
+        rec(Th, await theirs.call('followUp', Q2), 'ttftFollowUp');
+      };
+      // Alternate who goes first, so drift in the machine's load does not favour one side.
+      if (rep % 2 === 0) await oursRound(), await theirRound();
+      else await theirRound(), await oursRound();
+    }
+
+    const so = await ours.call('stats');
+    push(O, 'peakRssMB', so.peakRssMB);
+    if (theirs) push(Th, 'peakRssMB', (await theirs.call('stats')).peakRssMB);
+
+    const S = (s: Series) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, summarize(v)])) as Record<string, Summary>;
+    const oursS = S(O), theirsS = S(Th), kvS = S(K);
+    await ours.stop();
+    await theirs?.stop();
+
+    log('daemon overhead (stand-in engine over stdio JSON-RPC)');
+    const daemon = await measureDaemonOverhead(ROOT, []);
+
+    let anyres: BenchResult['anyres'];
+    if (args.anyres) {
+      log('ours with anyres tiling (one run)');
+      const a = await ChildSide.start('ours-anyres', 'ours', [...OURS_NODE_FLAGS]);
+      try {
+        await a.call('load', { dir, banIds: ban });
+        const r = await a.call('newImage', imgs.conv[0], Q1, 1);
+        anyres = { ttftMs: r.ttftMs, visionMs: r.visionMs, promptTokens: r.promptTokens };
+      } finally {
+        await a.stop();
+      }
+    }
+
+    const imageTokens = 729;
+    const rooflineFraction = (oursS.decodeTps?.median ?? NaN) / ceilingTps;
+    const partial = { ours: oursS, theirs: theirsS, theirsKv: kvS };
+    const ratios = ratiosOf(partial);
+    const medians: Record<string, number> = {};
+    for (const [side, rec] of Object.entries(partial)) for (const [k, v] of Object.entries(rec)) medians[`${side}.${k}`] = v.median;
+    const cpus = os.cpus();
+    return {
+      machine: {
+        cpu: cpus[0]?.model.trim() ?? '?',
+        cores: cpus.length,
+        memGB: os.totalmem() / 2 ** 30,
+        os: `${os.type()} ${os.release()} ${os.arch()}`,
+        node: process.versions.node,
+        onnxruntime: version('onnxruntime-node'),
+        transformersjs: version('@huggingface/transformers'),
+        loadavg: [load0, os.loadavg()[0]],
+      },
+      settings: { reps: args.reps, tokens: args.tokens, model: dir, promptTokens, imageTokens, oursNodeFlags: [...OURS_NODE_FLAGS], theirsNodeFlags: [], wallSeconds: (performance.now() - t0) / 1000 },
+      bandwidth: { memchrGBs: bw.memchrGBs, sumGBs: bw.sumGBs, bestGBs: bw.bestGBs, decoderBytes: wBytes, ceilingTps },
+      ...partial,
+      daemon,
+      anyres,
+      ratios,
+      rooflineFraction,
+      tokenOverheadMs: daemon.tokenOverheadMs,
+      preprocessJpegMs: oursS.preprocessJpegMs?.median ?? NaN,
+      notes,
+      medians,
+    };
+  } finally {
+    await ours.stop().catch(() => undefined);
+    await theirs?.stop().catch(() => undefined);
+  }
+}
+
+/** `--flags`: decode tok/s and peak memory of each side under each candidate flag set. */
+async function flagStudy(args: BenchArgs): Promise<string> {
+  const dir = singleViewTwin(path.resolve(args.model ?? path.join(cacheRoot(), 'bench-model')));
+  const imgs = await makeImages(path.join(os.tmpdir(), 'llava-lens-bench'), 4);
+  const ban = banIds(dir);
+  const lines = ['| side | node flags | decode tokens/s | time to first token, new image (ms) | peak RSS (MB) |', '|---|---|---|---|---|'];
+  for (const kind of ['ours', 'transformers'] as const) {
+    if (kind === 'transformers' && args.oursOnly) continue;
+    for (const flags of FLAG_CANDIDATES) {
+      log(`flags: ${kind} ${flags.join(' ') || '(none)'}`);
+      const c = await ChildSide.start(kind, kind, [...flags]);
+      try {
+        await c.call('load', { dir, banIds: ban });
+        const tps: number[] = [], ttft: number[] = [];
+        for (let i = 0; i < 4; i++) {
+          const r = await c.call('newImage', imgs.conv[i], Q1, args.tokens);
+          if (i > 0) tps.push(r.decodeTps), ttft.push(r.ttftMs);
+        }
+        const st = await c.call('stats');
+        const a = summarize(tps), b = summarize(ttft);
+        lines.push(`| ${kind} | ${flags.join(' ') || '(none)'} | ${a.median.toFixed(1)} (${a.min.toFixed(1)}–${a.max.toFixed(1)}) | ${b.median.toFixed(0)} | ${st.peakRssMB.toFixed(0)} |`);
+      } finally {
+        await c.stop();
+      }
+    }
+  }
+  return lines.join('\n');
+}
+
+/**
+ * `--divergence`: greedy tokens over 256 forced tokens for a few prompts: ours with graph tuning,
+ * ours without, transformers.js (untuned files). Untuned ours must equal transformers.js exactly;
+ * tuned ours (int8 activations) may drift, and this says where.
+ */
+async function divergence(args: BenchArgs): Promise<string> {
+  const dir = singleViewTwin(path.resolve(args.model ?? path.join(cacheRoot(), 'bench-model')));
+  const imgs = await makeImages(path.join(os.tmpdir(), 'llava-lens-bench'), 3);
+  const ban = banIds(dir);
+  const N = 256;
+  const prompts: Array<[string, string]> = [[imgs.conv[0], Q1], [imgs.conv[1], Q2], [imgs.conv[2], Q3]];
+  const runs: Record<string, number[][]> = {};
+  const sides: Array<[string, 'ours' | 'transformers', boolean]> = [['ours, tuned', 'ours', true], ['ours, untuned', 'ours', false]];
+  if (!args.oursOnly) sides.push(['transformers.js', 'transformers', false]);
+  for (const [label, kind, tuning] of sides) {
+    log(`divergence: ${label}`);
+    const c = await ChildSide.start(label, kind, kind === 'ours' ? [...OURS_NODE_FLAGS] : []);
+    try {
+      await c.call('load', { dir, banIds: ban, tuning });
+      runs[label] = [];
+      for (const [img, q] of prompts) runs[label].push((await c.call('newImage', img, q, N)).ids);
+    } finally {
+      await c.stop();
+    }
+  }
+  const lines = [`Greedy tokens over ${N} forced tokens, ${prompts.length} prompts (first differing position, or "same"):`, ''];
+  const pairs: Array<[string, string]> = [['ours, tuned', 'ours, untuned']];
+  if (runs['transformers.js']) pairs.push(['ours, untuned', 'transformers.js'], ['ours, tuned', 'transformers.js']);
+  for (const [a, b] of pairs) {
+    const d = runs[a].map((ids, i) => firstDiff(ids, runs[b][i]));
+    const agree = runs[a].map((ids, i) => ids.filter((x, j) => x === runs[b][i][j]).length);
+    lines.push(`- ${a} vs ${b}: ${d.map((x) => (x < 0 ? 'same' : `differs from token ${x}`)).join('; ')} (tokens equal at the same position: ${agree.map((n) => `${n}/${N}`).join(', ')})`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  let args: BenchArgs;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (args.divergence) {
+    const t = await divergence(args);
+    process.stdout.write(t + '\n');
+    fs.mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
+    fs.writeFileSync(path.join(ROOT, 'bench', 'results', 'divergence.md'), t + '\n');
+    return;
+  }
+  if (args.flags) {
+    const t = await flagStudy(args);
+    process.stdout.write(`${t}\n`);
+    fs.mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
+    fs.writeFileSync(path.join(ROOT, 'bench', 'results', 'flags.md'), t + '\n');
+    return;
+  }
+  const r = await run(args);
+  const md = markdown(r);
+  process.stdout.write(args.json ? JSON.stringify(r, null, 2) + '\n' : md + '\n');
+  if (args.save) {
+    const out = path.join(ROOT, 'bench', 'results');
+    fs.mkdirSync(out, { recursive: true });
+    fs.writeFileSync(path.join(out, 'latest.md'), md + '\n');
+    fs.writeFileSync(path.join(out, 'latest.json'), JSON.stringify(r, null, 2) + '\n');
+    log(`wrote ${path.relative(process.cwd(), out)}/latest.{md,json}`);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? e.stack : e}\n`);
+  process.exitCode = 1;
+});
