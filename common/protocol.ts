@@ -16,6 +16,8 @@
 import { NotificationType, NotificationType0, ProgressType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type { ProgressToken } from 'vscode-jsonrpc';
 import type {
+  AgentStepInfo,
+  Artefact,
   AskResult,
   AskStage,
   ToolInfo,
@@ -28,7 +30,7 @@ import type {
   Timings,
 } from '../server/src/runtime/types';
 
-export type { ToolInfo, ToolRunResult, AskResult, AskStage, Device, DtypeSpec, FinishReason, ModelFileRole, ModelInfo, Timings, ProgressToken };
+export type { Artefact, ToolInfo, ToolRunResult, AskResult, AskStage, Device, DtypeSpec, FinishReason, ModelFileRole, ModelInfo, Timings, ProgressToken };
 
 // ---------------------------------------------------------------------------------------------
 // Constants shared by both sides
@@ -284,28 +286,8 @@ export interface AnswerDeltaParams {
 /** daemon -> client, once per generated token of a `lens/ask` that carried a `streamId`, before its result. */
 export const AnswerDeltaNotification = new NotificationType<AnswerDeltaParams>('lens/answerDelta');
 
-/** Something a tool produced that a client can show over or beside the image. Boxes are normalised to the raw image ([x0, y0, x1, y1] in 0..1). */
-export type Artefact =
-  | { kind: 'boxes'; boxes: Array<{ box: [number, number, number, number]; label?: string; score?: number }> }
-  | { kind: 'image'; mimeType: string; base64: string; caption?: string };
-
-/** One step of the tool loop (LLaVA-Plus style): the model's thought, the tool it called and what came back. */
-export interface AgentStep {
-  /** 0, 1, 2, ... per ask, in the order the steps happened. */
-  index: number;
-  thought?: string;
-  tool?: string;
-  args?: unknown;
-  /** The observation as the model sees it (a summary; bulky fields stripped). */
-  observation?: string;
-  artefacts?: Artefact[];
-  /** Set when the tool failed, timed out or its call could not be parsed (or the step limit was reached). */
-  error?: string;
-  /** The tool's time, or the model turn's for steps without a tool, ms. */
-  ms: number;
-  /** The step that ends the loop with the answer. */
-  final?: boolean;
-}
+/** One tool-loop step (runtime/types.ts `AgentStepInfo`): thought, tool, arguments, observation, artefacts to draw. */
+export type AgentStep = AgentStepInfo;
 
 export interface AgentStepParams extends AgentStep {
   /** The `streamId` of the `lens/ask` this belongs to. */

@@ -197,30 +197,41 @@ async function run(args: BenchArgs): Promise<BenchResult> {
   }
 }
 
-/** `--flags`: decode tok/s and peak memory of each side under each candidate flag set. */
+/**
+ * `--flags`: decode tok/s, new-image time to first token and peak memory of each side under each
+ * candidate flag set. All flag sets of one side are loaded at once (one child each) and run in
+ * interleaved rounds, so load from other processes spreads evenly over them.
+ */
 async function flagStudy(args: BenchArgs): Promise<string> {
   const dir = singleViewTwin(path.resolve(args.model ?? path.join(cacheRoot(), 'bench-model')));
-  const imgs = await makeImages(path.join(os.tmpdir(), 'llava-lens-bench'), 4);
+  const rounds = Math.max(args.reps, 2);
+  const imgs = await makeImages(path.join(os.tmpdir(), 'llava-lens-bench'), rounds + 1);
   const ban = banIds(dir);
   const lines = ['| side | node flags | decode tokens/s | time to first token, new image (ms) | peak RSS (MB) |', '|---|---|---|---|---|'];
   for (const kind of ['ours', 'transformers'] as const) {
     if (kind === 'transformers' && args.oursOnly) continue;
-    for (const flags of FLAG_CANDIDATES) {
-      log(`flags: ${kind} ${flags.join(' ') || '(none)'}`);
-      const c = await ChildSide.start(kind, kind, [...flags]);
-      try {
+    const kids: Array<{ flags: readonly string[]; c: ChildSide; tps: number[]; ttft: number[] }> = [];
+    try {
+      for (const flags of FLAG_CANDIDATES) {
+        log(`flags: loading ${kind} ${flags.join(' ') || '(none)'}`);
+        const c = await ChildSide.start(kind, kind, [...flags]);
+        kids.push({ flags, c, tps: [], ttft: [] });
         await c.call('load', { dir, banIds: ban });
-        const tps: number[] = [], ttft: number[] = [];
-        for (let i = 0; i < 4; i++) {
-          const r = await c.call('newImage', imgs.conv[i], Q1, args.tokens);
-          if (i > 0) tps.push(r.decodeTps), ttft.push(r.ttftMs);
-        }
-        const st = await c.call('stats');
-        const a = summarize(tps), b = summarize(ttft);
-        lines.push(`| ${kind} | ${flags.join(' ') || '(none)'} | ${a.median.toFixed(1)} (${a.min.toFixed(1)}–${a.max.toFixed(1)}) | ${b.median.toFixed(0)} | ${st.peakRssMB.toFixed(0)} |`);
-      } finally {
-        await c.stop();
       }
+      for (let r = 0; r <= rounds; r++) {
+        log(`flags: ${kind} round ${r}/${rounds}`);
+        for (const k of r % 2 ? [...kids].reverse() : kids) {
+          const x = await k.c.call('newImage', imgs.conv[r], Q1, args.tokens);
+          if (r > 0) k.tps.push(x.decodeTps), k.ttft.push(x.ttftMs);
+        }
+      }
+      for (const k of kids) {
+        const st = await k.c.call('stats');
+        const a = summarize(k.tps), b = summarize(k.ttft);
+        lines.push(`| ${kind} | ${k.flags.join(' ') || '(none)'} | ${a.median.toFixed(1)} (${a.min.toFixed(1)}–${a.max.toFixed(1)}) | ${b.median.toFixed(0)} (${b.min.toFixed(0)}–${b.max.toFixed(0)}) | ${st.peakRssMB.toFixed(0)} |`);
+      }
+    } finally {
+      for (const k of kids) await k.c.stop();
     }
   }
   return lines.join('\n');

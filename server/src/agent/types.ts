@@ -3,7 +3,8 @@
  * to `Model`, tests script one.
  */
 import type { ToolRegistry } from '../tools/registry';
-import type { Artefact, NormBox, ToolImage } from '../tools/types';
+import type { AgentStepInfo } from '../runtime/types';
+import type { NormBox, ToolImage } from '../tools/types';
 
 /** The tool-call convention a model family was trained on; decides prompts and observation turns. */
 export type ToolFormat = 'llava-plus' | 'chatml' | 'json';
@@ -56,28 +57,15 @@ export interface AgentImage extends ToolImage {
  * with N tool calls gives N steps (same `turn`); a turn that could not be parsed gives one step
  * with `error`; the final answer is a step with `final: true`.
  */
-export interface AgentStep {
-  /** 0, 1, 2, … in the order steps are emitted. */
-  index: number;
+export interface AgentStep extends AgentStepInfo {
   /** Which model turn produced this step, 0-based. */
   turn: number;
-  thought?: string;
-  tool?: string;
-  args?: unknown;
-  /** What the model was shown for this tool call (the tool's summary). */
-  observation?: string;
-  artefacts?: Artefact[];
-  /** A tool failure, timeout or cancellation, or "could not parse …". */
-  error?: string;
-  /** Tool steps: the tool's wall time; other steps: the model turn's time. ms. */
-  ms: number;
   /** The model turn's time, ms. */
   modelMs: number;
   /** The model's raw reply for this turn. */
   modelText: string;
   /** Final step only: the answer for the user. */
   answer?: string;
-  final?: boolean;
 }
 
 export interface AgentOptions {

@@ -81,17 +81,26 @@ export interface AgentAskOptions {
   toolTimeoutMs?: number;
 }
 
-/** One tool-loop step as the engine reports it (the protocol's AgentStepParams without streamId). */
+/** Something a tool produced that a client can show over or beside the image. Boxes are normalised to the raw image ([x0, y0, x1, y1] in 0..1). */
+export type Artefact =
+  | { kind: 'boxes'; boxes: Array<{ box: [number, number, number, number]; label?: string; score?: number }> }
+  | { kind: 'image'; mimeType: string; /** the image file, base64 (no data: prefix) */ base64: string; caption?: string };
+
+/** One step of the tool loop (LLaVA-Plus style): the model's thought, the tool it called and what came back. */
 export interface AgentStepInfo {
+  /** 0, 1, 2, ... per ask, in the order the steps happened. */
   index: number;
   thought?: string;
   tool?: string;
   args?: unknown;
+  /** The observation as the model sees it (a summary; bulky fields stripped). */
   observation?: string;
-  artefacts?: Array<{ kind: 'boxes'; boxes: Array<{ box: [number, number, number, number]; label?: string; score?: number }> } | { kind: 'image'; mimeType: string; base64: string; caption?: string }>;
+  artefacts?: Artefact[];
+  /** Set when the tool failed, timed out or its call could not be parsed (or the step limit was reached). */
   error?: string;
+  /** The tool's time, or the model turn's for steps without a tool, ms. */
   ms: number;
-  /** The final answer step. */
+  /** The step that ends the loop with the answer. */
   final?: boolean;
 }
 
@@ -173,7 +182,7 @@ export interface ToolInfo {
 export interface ToolRunResult {
   summary: string;
   data: unknown;
-  artefacts?: AgentStepInfo['artefacts'];
+  artefacts?: Artefact[];
   error?: string;
   status: 'ok' | 'error' | 'timeout' | 'cancelled';
   ms: number;

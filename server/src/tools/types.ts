@@ -58,20 +58,11 @@ export interface ToolContext {
   encodeCrop?: (crop: CropImage) => Promise<CropHandle>;
 }
 
-export interface BoxesArtefact {
-  kind: 'boxes';
-  boxes: Array<{ box: NormBox; label?: string; score?: number }>;
-}
-
-export interface ImageArtefact {
-  kind: 'image';
-  mimeType: string;
-  /** The image file, base64 (no data: prefix). */
-  base64: string;
-  caption?: string;
-}
-
-export type Artefact = BoxesArtefact | ImageArtefact;
+/** What a tool gives a client to draw (boxes) or show (images); the protocol's type. */
+export type { Artefact } from '../runtime/types';
+import type { Artefact } from '../runtime/types';
+export type BoxesArtefact = Extract<Artefact, { kind: 'boxes' }>;
+export type ImageArtefact = Extract<Artefact, { kind: 'image' }>;
 
 export interface ToolResult {
   /**
