@@ -17,7 +17,7 @@ export interface BenchArgs {
   model?: string;
   /** Skip the transformers.js side (ours only). */
   oursOnly: boolean;
-  /** Only the greedy-token divergence check (tuned vs untuned vs transformers.js, 256 tokens). */
+  /** Only the graph-tuning check: greedy tokens over 256 tokens and logit error, tuned vs untuned. */
   divergence: boolean;
 }
 
@@ -29,7 +29,7 @@ export const USAGE = `npm run bench -- [options]
   --model DIR    bench model folder (generated there when missing)
   --anyres       also time ours once with anyres tiling on (slow: ~5k prompt tokens)
   --flags        only the Node-flag study: both sides under each candidate flag set
-  --divergence   only compare greedy tokens over 256 tokens: ours tuned / untuned / transformers.js
+  --divergence   only the graph-tuning check: greedy tokens over 256 tokens and logit error, tuned vs untuned
   --ours-only    skip transformers.js
   --no-save      do not write bench/results/latest.{md,json}
 `;

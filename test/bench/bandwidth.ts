@@ -17,7 +17,7 @@ export interface Bandwidth {
   bufferMB: number;
 }
 
-export function measureBandwidth(mb = 512, passes = 5): Bandwidth {
+export function measureBandwidth(mb = 512, passes = 9): Bandwidth {
   const buf = Buffer.alloc(mb << 20, 1);
   const f64 = new Float64Array(buf.buffer, buf.byteOffset, buf.byteLength / 8);
   const best = (fn: () => void): number => {

@@ -10,10 +10,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs, type BenchArgs } from './args';
+import { defaultIntraOpThreads } from '../../server/src/runtime/backend';
 import { measureBandwidth } from './bandwidth';
 import { measureDaemonOverhead } from './daemonOverhead';
 import { FLAG_CANDIDATES, OURS_NODE_FLAGS } from './flags';
 import { makeImages } from './images';
+import { tuneGraph } from '../../server/src/runtime/graphTuning';
+import { logitError } from './logitError';
 import { cacheRoot, decoderBytes, ensureBenchModel, singleViewTwin } from './model';
 import { markdown, ratiosOf, type BenchResult } from './report';
 import { ChildSide } from './runner';
@@ -62,6 +65,8 @@ async function run(args: BenchArgs): Promise<BenchResult> {
   const twin = singleViewTwin(dir);
   const imgs = await makeImages(path.join(os.tmpdir(), 'llava-lens-bench'), args.reps + 1);
   const ban = banIds(twin);
+  const threads = defaultIntraOpThreads();
+  notes.push(`intra-op threads: ${threads ?? "onnxruntime's default"} on both sides`);
 
   log('measuring memory bandwidth');
   const bw = measureBandwidth();
@@ -76,7 +81,7 @@ async function run(args: BenchArgs): Promise<BenchResult> {
     const lo = await ours.call('load', { dir: twin, banIds: ban });
     push(O, 'loadMs', lo.loadMs);
     notes.push(...lo.notes.filter((n) => n.startsWith('graph tuning')));
-    if (theirs) push(Th, 'loadMs', (await theirs.call('load', { dir: twin, banIds: ban })).loadMs);
+    if (theirs) push(Th, 'loadMs', (await theirs.call('load', { dir: twin, banIds: ban, threads })).loadMs);
 
     log('preprocessing');
     const pre = args.quick ? 3 : 7;
@@ -216,7 +221,7 @@ async function flagStudy(args: BenchArgs): Promise<string> {
         log(`flags: loading ${kind} ${flags.join(' ') || '(none)'}`);
         const c = await ChildSide.start(kind, kind, [...flags]);
         kids.push({ flags, c, tps: [], ttft: [] });
-        await c.call('load', { dir, banIds: ban });
+        await c.call('load', { dir, banIds: ban, threads: defaultIntraOpThreads() });
       }
       for (let r = 0; r <= rounds; r++) {
         log(`flags: ${kind} round ${r}/${rounds}`);
@@ -238,22 +243,23 @@ async function flagStudy(args: BenchArgs): Promise<string> {
 }
 
 /**
- * `--divergence`: greedy tokens over 256 forced tokens for a few prompts: ours with graph tuning,
- * ours without, transformers.js (untuned files). Untuned ours must equal transformers.js exactly;
- * tuned ours (int8 activations) may drift, and this says where.
+ * `--divergence`: what graph tuning does to the numbers. Greedy tokens over 256 forced tokens for
+ * three prompts, ours with tuning and without; and the logit error behind any difference
+ * (logitError.ts).
  */
 async function divergence(args: BenchArgs): Promise<string> {
-  const dir = singleViewTwin(path.resolve(args.model ?? path.join(cacheRoot(), 'bench-model')));
+  const base = path.resolve(args.model ?? path.join(cacheRoot(), 'bench-model'));
+  const dir = singleViewTwin(base);
   const imgs = await makeImages(path.join(os.tmpdir(), 'llava-lens-bench'), 3);
   const ban = banIds(dir);
   const N = 256;
+  const threads = defaultIntraOpThreads();
   const prompts: Array<[string, string]> = [[imgs.conv[0], Q1], [imgs.conv[1], Q2], [imgs.conv[2], Q3]];
   const runs: Record<string, number[][]> = {};
-  const sides: Array<[string, 'ours' | 'transformers', boolean]> = [['ours, tuned', 'ours', true], ['ours, untuned', 'ours', false]];
-  if (!args.oursOnly) sides.push(['transformers.js', 'transformers', false]);
-  for (const [label, kind, tuning] of sides) {
-    log(`divergence: ${label}`);
-    const c = await ChildSide.start(label, kind, kind === 'ours' ? [...OURS_NODE_FLAGS] : []);
+  for (const tuning of [true, false]) {
+    const label = tuning ? 'tuned' : 'untuned';
+    log(`divergence: ours, ${label}`);
+    const c = await ChildSide.start(label, 'ours', [...OURS_NODE_FLAGS]);
     try {
       await c.call('load', { dir, banIds: ban, tuning });
       runs[label] = [];
@@ -262,14 +268,23 @@ async function divergence(args: BenchArgs): Promise<string> {
       await c.stop();
     }
   }
-  const lines = [`Greedy tokens over ${N} forced tokens, ${prompts.length} prompts (first differing position, or "same"):`, ''];
-  const pairs: Array<[string, string]> = [['ours, tuned', 'ours, untuned']];
-  if (runs['transformers.js']) pairs.push(['ours, untuned', 'transformers.js'], ['ours, tuned', 'transformers.js']);
-  for (const [a, b] of pairs) {
-    const d = runs[a].map((ids, i) => firstDiff(ids, runs[b][i]));
-    const agree = runs[a].map((ids, i) => ids.filter((x, j) => x === runs[b][i][j]).length);
-    lines.push(`- ${a} vs ${b}: ${d.map((x) => (x < 0 ? 'same' : `differs from token ${x}`)).join('; ')} (tokens equal at the same position: ${agree.map((n) => `${n}/${N}`).join(', ')})`);
-  }
+  const d = runs.tuned.map((ids, i) => firstDiff(ids, runs.untuned[i]));
+  const agree = runs.tuned.map((ids, i) => ids.filter((x, j) => x === runs.untuned[i][j]).length);
+  const lines = [
+    `Greedy tokens over ${N} forced tokens, ours with graph tuning vs without, ${prompts.length} prompts: ` +
+      `${d.map((x) => (x < 0 ? 'identical' : `first difference at token ${x}`)).join('; ')} ` +
+      `(tokens equal at the same position: ${agree.map((n) => `${n}/${N}`).join(', ')}).`,
+  ];
+  log('divergence: logit error');
+  const tuned = await tuneGraph(path.join(base, 'onnx', 'decoder_model_merged.onnx'));
+  const cfg = JSON.parse(fs.readFileSync(path.join(base, 'config.json'), 'utf8')).text_config;
+  const e = await logitError(path.join(base, 'onnx', 'decoder_model_merged.onnx'), tuned.path, cfg.hidden_size, cfg.num_key_value_heads, cfg.head_dim, threads);
+  lines.push(
+    '',
+    `Logits, tuned vs untuned, same inputs (${e.steps} steps: a 200-position prefill, then single tokens): ` +
+      `max |Δ| ${e.maxAbs.toFixed(3)}, RMS Δ ${e.rms.toFixed(4)} against a logit standard deviation of ${e.std.toFixed(3)}; ` +
+      `same argmax in ${e.sameArgmax}/${e.steps} steps; top-1/top-2 gap smaller than the max |Δ| in ${e.closeCalls}/${e.steps} steps.`,
+  );
   return lines.join('\n');
 }
 

@@ -1,26 +1,33 @@
 /**
  * Session-option study: `node [--single-threaded-gc] out/test/bench/sessionOptions.js [--rounds N]`.
  *
- * Loads the bench decoder (graph-tuned, as the engine loads it) once per option set, then
+ * Loads the bench decoder (graph-tuned, as the engine loads it; once untuned) once per option set, then
  * interleaves the sets round by round (so machine load drifts evenly over them): a 774-token
  * prefill and 32 decode steps at that context each. Also the vision encoder with 1 and 2 threads.
  * Prints a Markdown table of medians; docs/performance.md records the choice it supports.
  */
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { defaultIntraOpThreads } from '../../server/src/runtime/backend';
 import { tuneGraph } from '../../server/src/runtime/graphTuning';
 import { cacheRoot, ensureBenchModel } from './model';
 import { summarize } from './stats';
 
 type Opts = ort.InferenceSession.SessionOptions;
-const SETS: Array<[string, Opts]> = [
-  ['default (threads: onnxruntime default, spinning, arena, level all)', {}],
-  ['intraOpNumThreads 1', { intraOpNumThreads: 1 }],
-  ['intraOpNumThreads 2', { intraOpNumThreads: 2 }],
-  ['no spinning', { extra: { session: { 'intra_op.allow_spinning': '0' } } }],
-  ['no CPU arena', { enableCpuMemArena: false }],
-  ['graphOptimizationLevel extended', { graphOptimizationLevel: 'extended' }],
-];
+/** Variants; all but the first two run on top of `defaultIntraOpThreads()` threads (what the engine uses). */
+function sets(threads: number | undefined): Array<[string, Opts, 'original'?]> {
+  const t: Opts = threads !== undefined ? { intraOpNumThreads: threads } : {};
+  const n = threads ?? 'default';
+  return [
+    ["onnxruntime's default threads (other options default)", {}],
+    ['intraOpNumThreads 1', { intraOpNumThreads: 1 }],
+    [`intraOpNumThreads ${n} (the engine's choice: spinning, CPU arena, level all)`, t],
+    [`intraOpNumThreads ${n}, no spinning`, { ...t, extra: { session: { 'intra_op.allow_spinning': '0' } } }],
+    [`intraOpNumThreads ${n}, no CPU arena`, { ...t, enableCpuMemArena: false }],
+    [`intraOpNumThreads ${n}, graphOptimizationLevel extended`, { ...t, graphOptimizationLevel: 'extended' }],
+    [`intraOpNumThreads ${n}, graph tuning off (the original file)`, t, 'original'],
+  ];
+}
 
 const H = 896, L = 24, PROMPT = 774, STEPS = 32;
 
@@ -45,9 +52,10 @@ async function main(): Promise<void> {
   const tuned = await tuneGraph(path.join(dir, 'onnx', 'decoder_model_merged.onnx'));
   const base: Opts = { graphOptimizationLevel: 'all', logSeverityLevel: 3 };
   const sessions = [];
-  for (const [label, o] of SETS) {
+  const threads = defaultIntraOpThreads();
+  for (const [label, o, which] of sets(threads)) {
     const t = performance.now();
-    const s = await ort.InferenceSession.create(tuned.path, { ...base, ...o });
+    const s = await ort.InferenceSession.create(which === 'original' ? path.join(dir, 'onnx', 'decoder_model_merged.onnx') : tuned.path, { ...base, ...o });
     sessions.push({ label, s, loadMs: performance.now() - t, prefill: [] as number[], tps: [] as number[] });
   }
   for (let r = 0; r <= rounds; r++) {
@@ -70,7 +78,7 @@ async function main(): Promise<void> {
 
   // Vision encoder: thread count only (one long run; spinning and arena do not matter there).
   const vis = [];
-  for (const n of [1, 2]) vis.push({ n, s: await ort.InferenceSession.create(path.join(dir, 'onnx', 'vision_encoder.onnx'), { ...base, intraOpNumThreads: n }), ms: [] as number[] });
+  for (const n of [...new Set([1, threads ?? 2])]) vis.push({ n, s: await ort.InferenceSession.create(path.join(dir, 'onnx', 'vision_encoder.onnx'), { ...base, intraOpNumThreads: n }), ms: [] as number[] });
   const px = new ort.Tensor('float32', Float32Array.from({ length: 3 * 384 * 384 }, (_, k) => Math.sin(k)), [1, 3, 384, 384]);
   for (let r = 0; r <= Math.min(rounds, 3); r++) {
     for (const v of vis) {

@@ -11,6 +11,11 @@ export interface LoadArgs {
   banIds: number[];
   /** Ours only: load-time graph tuning on (default) or off. */
   tuning?: boolean;
+  /**
+   * transformers.js only: intra-op threads, set to what ours uses (`defaultIntraOpThreads()`), so
+   * both sides run the same thread count; undefined leaves onnxruntime's default on both sides.
+   */
+  threads?: number;
 }
 
 export interface TurnResult {

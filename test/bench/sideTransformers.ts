@@ -2,7 +2,8 @@
  * transformers.js (@huggingface/transformers) run the way its documentation shows a chat with a
  * LLaVA model: AutoTokenizer + LlavaProcessor + the model class, `apply_chat_template`,
  * `processor(image, text)`, `model.generate({...inputs, max_new_tokens, do_sample: false})`.
- * Default session options (onnxruntime's default thread count, as ours), `dtype: 'fp32'`, which
+ * Default options except the thread count, which is set to ours (`session_options.intraOpNumThreads`;
+ * onnxruntime's own default ran one thread on the 2-core test VM), and `dtype: 'fp32'`, which
  * selects the same files ours loads (`*.onnx`, no suffix; the decoder in them is 4-bit).
  *
  * Follow-ups: as users run it, the whole conversation again (template, image, generate); and,
@@ -35,7 +36,8 @@ export class TransformersSide implements Side {
     // AutoProcessor maps processor_class LlavaOnevisionProcessor to a bare image Processor that
     // leaves one <image> token (generate then fails: tokens != features); LlavaProcessor expands it.
     this.processor = await T.LlavaProcessor.from_pretrained(id);
-    this.model = await T.LlavaOnevisionForConditionalGeneration.from_pretrained(id, { dtype: 'fp32' });
+    const session_options = a.threads !== undefined ? { intraOpNumThreads: a.threads } : undefined;
+    this.model = await T.LlavaOnevisionForConditionalGeneration.from_pretrained(id, { dtype: 'fp32', ...(session_options ? { session_options } : {}) });
     this.loadMs = performance.now() - t;
     // Time the vision encoder inside generate without changing what it does.
     const encode = this.model.encode_image.bind(this.model);
@@ -45,7 +47,7 @@ export class TransformersSide implements Side {
       this.visionMs += performance.now() - t0;
       return r;
     };
-    this.notes.push(`transformers.js ${T.env.version}`);
+    this.notes.push(`transformers.js ${T.env.version}, intraOpNumThreads ${a.threads ?? 'onnxruntime default'}`);
     return { loadMs: this.loadMs, notes: this.notes };
   }
 
