@@ -55,7 +55,6 @@ export function parseArgs(argv: readonly string[]): BenchArgs {
       case '--divergence': a.divergence = true; break;
       case '--no-save': a.save = false; break;
       case '--model': a.model = argv[++i]; break;
-      case '--help': case '-h': throw new Error(USAGE);
       default: throw new Error(`unknown option ${k}\n\n${USAGE}`);
     }
   }

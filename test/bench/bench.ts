@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseArgs, type BenchArgs } from './args';
+import { parseArgs, USAGE, type BenchArgs } from './args';
 import { defaultIntraOpThreads } from '../../server/src/runtime/backend';
 import { measureBandwidth } from './bandwidth';
 import { measureDaemonOverhead } from './daemonOverhead';
@@ -290,8 +290,13 @@ async function divergence(args: BenchArgs): Promise<string> {
 
 async function main(): Promise<void> {
   let args: BenchArgs;
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE);
+    return;
+  }
   try {
-    args = parseArgs(process.argv.slice(2));
+    args = parseArgs(argv);
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n`);
     process.exitCode = 2;
