@@ -164,12 +164,6 @@ export interface AnswerDelta {
   turn?: number;
 }
 
-/** Hooks of one ask besides the answer deltas. */
-export interface AskHooks {
-  onStage?: (s: AskStage) => void;
-  onStep?: (s: AgentStepInfo) => void;
-}
-
 /** A tool's description for `lens/listTools`. */
 export interface ToolInfo {
   name: string;
