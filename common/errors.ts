@@ -22,6 +22,8 @@ export enum LensErrorCode {
   ImageTooLarge = 1012,
   /** Image path could not be read. */
   ImageNotFound = 1013,
+  /** A path outside what this client may read (workspace folders, model roots), or any path from a remote client. */
+  PathNotAllowed = 1014,
   /** Rendered prompt (with image tokens) does not fit the model's context. */
   PromptTooLong = 1020,
   /** Parameters have the wrong shape or values. */
@@ -32,6 +34,12 @@ export enum LensErrorCode {
   Busy = 1040,
   /** The request was cancelled before it produced anything to return (e.g. a model load). */
   Cancelled = 1041,
+  /** A configured per-client limit (conversations, new tokens, prompt size) would be exceeded. */
+  LimitExceeded = 1042,
+  /** The client sent more requests per minute than the daemon allows. */
+  RateLimited = 1043,
+  /** The connection is not authorised (shared daemon: token, origin). */
+  Unauthorized = 1044,
   /** Anything unexpected; the daemon keeps serving. */
   Internal = 1099,
 }

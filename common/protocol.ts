@@ -286,6 +286,19 @@ export interface AnswerDeltaParams {
 /** daemon -> client, once per generated token of a `lens/ask` that carried a `streamId`, before its result. */
 export const AnswerDeltaNotification = new NotificationType<AnswerDeltaParams>('lens/answerDelta');
 
+export interface QueuePositionParams {
+  /** The `streamId` of the waiting `lens/ask`. */
+  streamId: string;
+  /** Requests that will run before this one (the running one included). */
+  ahead: number;
+}
+
+/**
+ * daemon -> client, for a `lens/ask` with a `streamId` while it waits: when it is queued and
+ * whenever the number of requests ahead of it changes. A shared daemon serves clients round robin.
+ */
+export const QueuePositionNotification = new NotificationType<QueuePositionParams>('lens/queuePosition');
+
 /** One tool-loop step (runtime/types.ts `AgentStepInfo`): thought, tool, arguments, observation, artefacts to draw. */
 export type AgentStep = AgentStepInfo;
 

@@ -86,8 +86,10 @@ test('usage errors exit with 2 and say what is wrong', T, async () => {
     [['ask', 'a.png', '-q', 'x', '--dtype', 'text=fp16'], /"text" is not a model file/],
     [['ask', 'a.png', '-q', 'x', '--device', 'tpu'], /unknown device "tpu"/],
     [['ask', 'a.png', '-q', 'x', '--bogus'], /Unknown option '--bogus'/],
-    [['serve'], /exactly one of --stdio or --node-ipc/],
-    [['serve', '--ws', '8080'], /WebSocket serving is not available/],
+    [['serve'], /exactly one of --stdio, --node-ipc or --ws <port>/],
+    [['serve', '--ws', '8080', '--host', '0.0.0.0'], /refusing to listen on 0\.0\.0\.0.*--allow-remote/],
+    [['serve', '--stdio', '--model', 'm'], /--model only apply to --ws/],
+    [['serve', '--ws', 'http'], /--ws expects an integer >= 0; got "http"/],
   ];
   const runs = await Promise.all(cases.map(([args]) => run(args)));
   for (const [i, [args, message]] of cases.entries()) {

@@ -169,7 +169,7 @@ test('a 30000x30000 PNG bomb is refused from its header, quickly', async () => {
   await rejects(
     decodeImage({ bytes: bomb }, opts),
     LensErrorCode.ImageTooLarge,
-    /^image is 30000×30000 \(900\.0 MP\), over the 50 MP limit: downscale it or raise llava-lens\.maxImageMegapixels$/,
+    /^image is 30000×30000 \(900\.0 MP\), over the 50 MP limit: downscale it or raise the limit \(VS Code setting llavaLens\.maxImageMegapixels, or serve --max-image-megapixels\)$/,
   );
   assert.ok(performance.now() - t0 < 1000, 'refused without decoding pixels');
 });

@@ -111,6 +111,8 @@ export class AgentEngine implements Engine {
                 prompt: turn.text,
                 role: turn.role,
                 ...(turn.system !== undefined ? { system: turn.system } : {}),
+                // the user's own turn is held to the prompt limit; tool observations are the daemon's
+                ...(n === 0 && req.maxPromptTokens !== undefined ? { maxPromptTokens: req.maxPromptTokens } : {}),
                 options: req.options,
               },
               (d) => onDelta({ ...d, turn: n }),

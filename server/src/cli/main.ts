@@ -55,12 +55,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
       case 'make-test-model':
         return await runMakeTestModel(await parseMakeTestModelArgs(args));
       case 'serve':
-        if (args.some((a) => a === '--ws' || a.startsWith('--ws='))) {
-          process.stderr.write('llava-lens serve: WebSocket serving is not available in this version; use --stdio or --node-ipc.\n');
-          return 2;
-        }
         // required here only: the daemon's modules are not needed by the other commands
-        return (require('../daemon/main') as typeof import('../daemon/main')).runServe(args);
+        return await (require('../daemon/main') as typeof import('../daemon/main')).runServe(args);
     }
     return 2;
   } catch (e) {

@@ -1,40 +1,13 @@
 /**
- * Turns checked `lens/ask` params into the engine's `AskRequest`: resolves image paths, decodes
- * base64, applies defaults, and checks the limits that depend on the loaded model.
+ * Turns checked `lens/ask` params into the engine's `AskRequest`: resolves images (access.ts),
+ * applies defaults and the daemon's limits, and checks the limits that depend on the loaded model.
  */
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import { LensError, LensErrorCode } from '../../../common/errors';
-import { ASK_DEFAULTS, decodeBase64 } from '../../../common/protocol';
+import { ASK_DEFAULTS } from '../../../common/protocol';
 import type { AskParams, Timings } from '../../../common/protocol';
 import type { AskRequest, GenerationOptions, ImageInput, ModelInfo } from '../runtime/types';
+import { resolveImageParam, type AccessContext } from './access';
 import { invalidParams } from './errors';
-
-/** Resolves `p` against `baseDir` (the first workspace folder, else the daemon's cwd). */
-export function resolveUserPath(p: string, baseDir: string | undefined): string {
-  return path.isAbsolute(p) ? path.normalize(p) : path.resolve(baseDir ?? process.cwd(), p);
-}
-
-export async function resolveImage(img: AskParams['images'][number], i: number, baseDir: string | undefined): Promise<ImageInput> {
-  if ('path' in img) {
-    const abs = resolveUserPath(img.path, baseDir);
-    const isFile = await fs.stat(abs).then((s) => s.isFile(), () => false);
-    if (!isFile) {
-      throw new LensError(
-        LensErrorCode.ImageNotFound,
-        `Image not found: ${abs} (images[${i}].path "${img.path}"). Send an absolute path, or one relative to ` +
-          `${baseDir ? `the workspace folder ${baseDir}` : `the daemon's working folder ${process.cwd()}`}.`,
-      );
-    }
-    return { path: abs };
-  }
-  const bytes = decodeBase64(img.bytes);
-  if (!bytes) {
-    throw invalidParams(`lens/ask: "images[${i}].bytes" is not valid base64; send the file's bytes base64-encoded (standard alphabet, no "data:" prefix).`);
-  }
-  if (bytes.length === 0) throw invalidParams(`lens/ask: "images[${i}].bytes" decodes to 0 bytes; send the image file's contents.`);
-  return img.mimeType !== undefined ? { bytes, mimeType: img.mimeType } : { bytes };
-}
 
 export function generationOptions(p: AskParams): GenerationOptions {
   const options: GenerationOptions = {
@@ -49,11 +22,20 @@ export function generationOptions(p: AskParams): GenerationOptions {
   return options;
 }
 
-/** Resolves images and applies defaults. Throws `LensError` (ImageNotFound, InvalidParams). */
-export async function toAskRequest(p: AskParams, baseDir: string | undefined): Promise<AskRequest> {
+/**
+ * Resolves images under the client's access rules and applies defaults and limits. Throws
+ * `LensError` (ImageNotFound, PathNotAllowed, ImageTooLarge, InvalidParams, LimitExceeded).
+ */
+export async function toAskRequest(p: AskParams, ctx: AccessContext): Promise<AskRequest> {
+  const { maxNewTokens, maxPromptTokens } = ctx.limits;
+  if (p.maxTokens !== undefined && p.maxTokens > maxNewTokens) {
+    throw new LensError(LensErrorCode.LimitExceeded, `lens/ask: "maxTokens" ${p.maxTokens} is over this daemon's limit of ${maxNewTokens} new tokens per ask: ask for fewer (continue in a follow-up turn).`);
+  }
   const images: ImageInput[] = [];
-  for (let i = 0; i < p.images.length; i++) images.push(await resolveImage(p.images[i], i, baseDir));
+  for (let i = 0; i < p.images.length; i++) images.push(await resolveImageParam(ctx, p.images[i], `images[${i}]`));
   const req: AskRequest = { images, prompt: p.prompt, options: generationOptions(p) };
+  if (p.maxTokens === undefined) req.options.maxTokens = Math.min(req.options.maxTokens, maxNewTokens);
+  if (maxPromptTokens > 0) req.maxPromptTokens = maxPromptTokens;
   if (p.conversationId !== undefined) req.conversationId = p.conversationId;
   if (p.tools || p.explain !== undefined) {
     req.agent = { tools: true, ...(p.maxSteps !== undefined ? { maxSteps: p.maxSteps } : {}), ...(p.explain !== undefined ? { explain: p.explain } : {}) };

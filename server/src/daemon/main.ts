@@ -1,5 +1,5 @@
 /**
- * Daemon process entry: `node out/server/src/daemon/main.js serve --stdio | --node-ipc`.
+ * Daemon process entry: `node out/server/src/daemon/main.js serve --stdio | --node-ipc | --ws <port>`.
  *
  * This is the only daemon file that ends the process. In stdio mode stdout carries the protocol,
  * so every log line (ours, and `console.*` from any module) goes to stderr.
@@ -7,6 +7,8 @@
  * Test hook: `LLAVA_LENS_ENGINE=/abs/module.js` makes the daemon use that module's
  * `createEngine(init, {log})` instead of the ONNX engine (the CLI e2e tests use a fake engine).
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as util from 'node:util';
 import { IPCMessageReader, IPCMessageWriter, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import type { MessageReader, MessageWriter } from 'vscode-jsonrpc';
@@ -16,7 +18,11 @@ import { availableProviders } from '../runtime/backend';
 import type { Engine } from '../runtime/types';
 import { WorkerEngine } from '../runtime/workerEngine';
 import { createDaemonConnection } from './connection';
+import { DaemonCore } from './core';
+import { parseServeFlags, type ServeFlags } from './serveFlags';
 import { startDaemon, type EngineFactory } from './server';
+import { defaultStateDir, ensureStateDir, loadOrCreateToken, type TokenSource } from './stateDir';
+import { isLoopback, serveWebSocket, type WsServer } from './wsServer';
 import { SERVE_USAGE } from '../cli/help';
 
 function logLine(line: string): void {
@@ -31,8 +37,11 @@ function unavailableEngine(reason: string): Engine {
   return { load: async () => fail(), unload: async () => {}, info: () => undefined, ask: async () => fail(), forget: () => {} };
 }
 
-/** The engine the daemon uses: the test hook's module, else the ONNX engine on a worker thread. */
-export function defaultEngineFactory(log: (msg: string) => void): EngineFactory {
+/**
+ * The engine the daemon uses: the test hook's module, else the ONNX engine on a worker thread.
+ * `stateDir` turns on persisted conversations (runtime/conversationLog.ts).
+ */
+export function defaultEngineFactory(log: (msg: string) => void, persist: { stateDir?: string } = {}): EngineFactory {
   return (init: LensInitializationOptions) => {
     const hook = process.env.LLAVA_LENS_ENGINE;
     try {
@@ -43,7 +52,7 @@ export function defaultEngineFactory(log: (msg: string) => void): EngineFactory 
       // The worker-thread engine keeps the daemon responsive (status, queue, cancel) while
       // onnxruntime computes.
       const limits = init.maxHistoryTurns !== undefined ? { maxHistoryTurns: init.maxHistoryTurns } : undefined;
-      return new WorkerEngine(limits ? { log, limits } : { log });
+      return new WorkerEngine({ log, ...(limits ? { limits } : {}), ...(persist.stateDir ? { stateDir: persist.stateDir } : {}) });
     } catch (e) {
       const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
       log(`[error] engine unavailable: ${reason}`);
@@ -53,28 +62,40 @@ export function defaultEngineFactory(log: (msg: string) => void): EngineFactory 
 }
 
 
-/**
- * Runs the daemon until the client sends `exit` or goes away. Returns an exit code for usage
- * errors; otherwise the process ends from inside (exit notification, closed stdin, dead parent).
- */
-export function runServe(argv: string[]): number | undefined {
-  const stdio = argv.includes('--stdio');
-  const ipc = argv.includes('--node-ipc');
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(SERVE_USAGE);
-    return 0;
-  }
-  if (stdio === ipc) {
-    process.stderr.write(`llava-lens serve: choose exactly one of --stdio or --node-ipc.\n\n${SERVE_USAGE}`);
-    return 2;
-  }
-
-  // stdout belongs to the protocol in stdio mode: route console.* to stderr everywhere.
+/** Routes every `console.*` line to stderr (stdout carries the protocol in stdio mode) and logs process-level failures. */
+function logToStderr(): void {
   for (const level of ['log', 'info', 'warn', 'debug', 'error'] as const) {
     console[level] = (...args: unknown[]) => logLine(util.format(...args));
   }
   process.on('unhandledRejection', (reason) => logLine(`[error] unhandled rejection: ${reason instanceof Error ? reason.stack : String(reason)}`));
   process.on('uncaughtException', (err) => logLine(`[error] uncaught exception: ${err.stack ?? err.message}`));
+}
+
+/** The state folder for persisted conversations, or undefined with --no-persist. */
+function persistDir(flags: ServeFlags): string | undefined {
+  if (flags.noPersist) return undefined;
+  return ensureStateDir(flags.stateDir ?? defaultStateDir());
+}
+
+/**
+ * Runs the daemon. Private modes (stdio, node-ipc) run until the client sends `exit` or goes
+ * away; `--ws` runs until SIGINT/SIGTERM. Returns an exit code for usage errors.
+ */
+export function runServe(argv: string[]): number | undefined | Promise<number | undefined> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(SERVE_USAGE);
+    return 0;
+  }
+  let flags: ServeFlags;
+  try {
+    flags = parseServeFlags(argv);
+  } catch (e) {
+    process.stderr.write(`llava-lens serve: ${(e as Error).message}\n\n${SERVE_USAGE}`);
+    return 2;
+  }
+  if (flags.mode === 'ws') return runShared(flags);
+  const stdio = flags.mode === 'stdio';
+  logToStderr();
 
   let reader: MessageReader;
   let writer: MessageWriter;
@@ -108,7 +129,75 @@ export function runServe(argv: string[]): number | undefined {
   // node-ipc the extension's language client already shows stderr, so logs go to the client
   // only (window/logMessage), once.
   const engineLog = stdio ? logLine : (m: string) => connection.console.info(m);
-  startDaemon(connection, defaultEngineFactory(engineLog), { executionProviders: availableProviders, ...(stdio ? { log: logLine } : {}) });
+  const stateDir = persistDir(flags);
+  startDaemon(connection, defaultEngineFactory(engineLog, stateDir ? { stateDir } : {}), {
+    executionProviders: availableProviders,
+    ...(stdio ? { log: logLine } : {}),
+    core: { limits: flags.limits },
+  });
+  return undefined;
+}
+
+/** `serve --ws`: one engine, many clients, until SIGINT/SIGTERM. */
+async function runShared(flags: ServeFlags): Promise<number | undefined> {
+  logToStderr();
+  let token: TokenSource;
+  const stateDir = ensureStateDir(flags.stateDir ?? defaultStateDir());
+  try {
+    token = loadOrCreateToken(stateDir);
+  } catch (e) {
+    process.stderr.write(`llava-lens serve: ${(e as Error).message}\n`);
+    return 2;
+  }
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  if (flags.tlsCert || flags.tlsKey) {
+    try {
+      tls = { cert: fs.readFileSync(flags.tlsCert!), key: fs.readFileSync(flags.tlsKey!) };
+    } catch (e) {
+      process.stderr.write(`llava-lens serve: cannot read the TLS certificate or key (${(e as Error).message}).\n`);
+      return 2;
+    }
+  }
+  const modelRoots = [...flags.modelRoots, ...(flags.model ? [path.dirname(flags.model)] : [])];
+  const engineInit: LensInitializationOptions = flags.maxHistoryTurns !== undefined ? { maxHistoryTurns: flags.maxHistoryTurns } : {};
+  const persist = flags.noPersist ? {} : { stateDir };
+  const factory = defaultEngineFactory(logLine, persist);
+  const core = new DaemonCore(() => factory(engineInit), { shared: true, limits: flags.limits, modelRoots, log: (level, line) => logLine(`[${level}] ${line}`) });
+  let server: WsServer;
+  try {
+    server = await serveWebSocket(core, {
+      port: flags.port!,
+      host: flags.host,
+      token: token.token,
+      allowRemote: flags.allowRemote,
+      allowedOrigins: flags.allowedOrigins,
+      ...(tls ? { tls } : {}),
+      ...(flags.maxMessageBytes !== undefined ? { maxMessageBytes: flags.maxMessageBytes } : {}),
+      ...(flags.maxConnections !== undefined ? { maxConnections: flags.maxConnections } : {}),
+      executionProviders: availableProviders,
+      log: logLine,
+    });
+  } catch (e) {
+    process.stderr.write(`llava-lens serve: ${(e as Error).message}\n`);
+    return 2;
+  }
+  if (!isLoopback(flags.host)) {
+    logLine(`[warn] listening on ${flags.host}: reachable from other machines${tls ? '' : ' WITHOUT TLS (the token travels in clear text; use --tls-cert/--tls-key)'}. Remote clients send image bytes, never paths.`);
+  }
+  logLine(`[info] LLaVA Lens daemon listening on ${server.url} (token from ${token.from}; state in ${stateDir}${flags.noPersist ? ', conversations not persisted' : ''})`);
+  if (flags.model) {
+    const model = path.resolve(flags.model);
+    core.loadModel(model, { device: flags.device ?? 'auto', maxImagePixels: core.limits.maxImagePixels, maxImageBytes: core.limits.maxImageBytes, ...(flags.dtype ? { dtype: flags.dtype } : {}) }, 'operator', () => undefined).then(
+      (info) => logLine(`[info] loaded ${info.name} on ${info.device}`),
+      (e: unknown) => logLine(`[error] could not load ${model}: ${e instanceof Error ? e.message : String(e)}`),
+    );
+  }
+  const stop = (signal: string) => {
+    logLine(`[info] ${signal}: stopping`);
+    void server.close().finally(() => process.exit(0));
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
   return undefined;
 }
 
@@ -118,7 +207,8 @@ if (require.main === module) {
     process.stderr.write(SERVE_USAGE);
     process.exitCode = 2;
   } else {
-    const code = runServe(rest);
-    if (code !== undefined) process.exitCode = code;
+    void Promise.resolve(runServe(rest)).then((code) => {
+      if (code !== undefined) process.exitCode = code;
+    });
   }
 }

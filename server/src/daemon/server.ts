@@ -1,10 +1,17 @@
 /**
- * The LLaVA Lens daemon: registers the protocol's handlers on an LSP connection and drives one
- * `Engine` through a FIFO queue. It never ends the process: `exit` disposes the connection and
- * resolves `DaemonHandle.exited`; the process entry decides what happens next.
+ * The LLaVA Lens daemon's protocol handlers for one client connection (a session), over the
+ * shared `DaemonCore` (core.ts: engine, fair queue, status, held conversations).
  *
- * Every request is checked where it enters (`check*` from common/protocol.ts) and every failure
- * leaves as a `ResponseError` (see errors.ts); the daemon keeps serving after any of them.
+ * - `startDaemon(connection, engineFactory)`: a private daemon — one core, one session (stdio,
+ *   node-ipc). `shutdown` cancels everything and unloads the model; the engine is made with this
+ *   client's initialization options.
+ * - `attachSession(core, connection, {client, kind})`: one more client of a shared daemon
+ *   (`serve --ws`). `shutdown`/`exit`/disconnect end only this client's work; engine-wide options
+ *   are the operator's; paths follow the client kind's rules (access.ts); limits apply per client.
+ *
+ * Nothing here ends the process: `exit` disposes the connection and resolves `exited`. Every
+ * request is checked where it enters (`check*` from common/protocol.ts) and every failure leaves
+ * as a `ResponseError` (errors.ts); the daemon keeps serving after any of them.
  */
 import { fileURLToPath } from 'node:url';
 import { CancellationToken, ErrorCodes, ResponseError } from 'vscode-jsonrpc';
@@ -15,14 +22,14 @@ import {
   AnswerDeltaNotification,
   AskRequest,
   ListToolsRequest,
+  QueuePositionNotification,
   RunToolRequest,
   checkRunToolParams,
   DEFAULT_IMAGES_PER_PROMPT,
-  DEFAULT_QUEUE_LIMIT,
   ForgetConversationRequest,
   ListModelsRequest,
   LoadModelRequest,
-    SERVER_NAME,
+  SERVER_NAME,
   StatusNotification,
   UnloadModelRequest,
   WorkDoneProgress,
@@ -47,13 +54,15 @@ import type {
   ModelInfo,
   WorkDoneProgressValue,
 } from '../../../common/protocol';
-import type { AskResult, AskStage, Engine, LoadOptions } from '../runtime/types';
-import { checkAgainstModel, resolveImage, resolveUserPath, toAskRequest, ZERO_TIMINGS } from './askInputs';
+import type { AskResult, AskStage, LoadOptions } from '../runtime/types';
+import { RateLimiter, resolveClientPath, resolveImageParam, type AccessContext, type ClientKind } from './access';
+import { checkAgainstModel, toAskRequest, ZERO_TIMINGS } from './askInputs';
+import { DaemonCore, type CoreOptions, type EngineFactory } from './core';
 import { invalidParams, toResponseError } from './errors';
 import { scanModelRoots } from './modelScan';
-import { RequestQueue } from './queue';
-import { StatusReporter } from './status';
 import { productVersion } from './version';
+
+export type { EngineFactory } from './core';
 
 export interface DaemonOptions {
   /** Reported in `serverInfo`; defaults to package.json's version. */
@@ -65,54 +74,57 @@ export interface DaemonOptions {
 }
 
 export interface DaemonHandle {
-  /** Resolves once the `exit` notification has been handled and the connection disposed. */
+  /** Resolves once the `exit` notification has been handled (or the connection closed) and the connection disposed. */
   readonly exited: Promise<void>;
+  /** The transport closed without `exit` (a WebSocket client went away): cancel its work, keep its conversations a while. */
+  disconnected(): void;
 }
 
-/**
- * Makes the engine. Called once, when `initialize` arrives (or at the first request that needs
- * the engine, if a client skips `initialize`), with the client's initialization options so that
- * engine-wide settings such as `maxHistoryTurns` can reach the constructor.
- */
-export type EngineFactory = (init: LensInitializationOptions) => Engine;
+/** A private daemon: one client, which owns the engine (stdio, node-ipc, in-process tests). */
+export function startDaemon(connection: Connection, engineFactory: EngineFactory, opts: DaemonOptions & { core?: CoreOptions } = {}): DaemonHandle {
+  const core = new DaemonCore(engineFactory, { ...opts.core, ...(opts.log ? { log: (level, line) => opts.log!(`[${level}] ${line}`) } : {}) });
+  return attachSession(core, connection, { ...opts, client: 'local', kind: 'private' });
+}
 
-/** Registers all handlers on `connection` and starts listening. */
-export function startDaemon(connection: Connection, engineFactory: EngineFactory, opts: DaemonOptions = {}): DaemonHandle {
-  let engineInstance: Engine | undefined;
-  const engine = (): Engine => (engineInstance ??= engineFactory(init));
+export interface SessionOptions extends DaemonOptions {
+  /** Unique per connection (fair queue, held conversations). */
+  client: string;
+  kind: ClientKind;
+}
+
+/** Registers all handlers for one client on `connection` and starts listening. */
+export function attachSession(core: DaemonCore, connection: Connection, opts: SessionOptions): DaemonHandle {
   const version = opts.version ?? productVersion();
+  const client = opts.client;
   const log = (level: 'error' | 'warn' | 'info', line: string) => {
     opts.log?.(`[${level}] ${line}`);
-    connection.console[level](line);
+    void connection.console[level](line);
   };
   const logError = (line: string) => log('error', line);
 
   let init: LensInitializationOptions = {};
-  let workspaceRoot: string | undefined;
   let initialized = false;
   let shuttingDown = false;
-  let loading: { percent: number; message: string } | undefined;
-  let askStage: AskStage | undefined;
-  let lastLoadError: string | undefined;
+  let closed = false;
+  const access: AccessContext = { kind: opts.kind, workspaceFolders: [], modelRoots: core.modelRoots, limits: core.limits };
+  const rate = new RateLimiter(core.limits.requestsPerMinute);
+  core.clientConnected(client);
 
-  const status = new StatusReporter(
-    () => ({
-      initialized,
-      running: queue.runningLabel,
-      stage: askStage,
-      queueLength: queue.waitingCount,
-      loading,
-      lastLoadError,
-      model: engineInstance?.info(),
-    }),
-    (s) => void connection.sendNotification(StatusNotification, s).catch(() => undefined),
-  );
-  const queue = new RequestQueue(DEFAULT_QUEUE_LIMIT, () => status.update());
+  let lastStatusKey = '';
+  const sendStatus = () => {
+    if (!initialized || closed) return;
+    const { rssBytes: _rss, ...rest } = core.status(true);
+    const key = JSON.stringify(rest);
+    if (key === lastStatusKey) return;
+    lastStatusKey = key;
+    void connection.sendNotification(StatusNotification, core.status(true)).catch(() => undefined);
+  };
+  const unsubscribe = core.onChange(sendStatus);
 
   /**
-   * Wraps a handler: shutdown gate, parameter check, error boundary. Registered by method name so
-   * that missing or positional params reach `check` (and get a product-coded answer) instead of
-   * vscode-jsonrpc's generic reply.
+   * Wraps a handler: shutdown gate, rate limit, parameter check, error boundary. Registered by
+   * method name so that missing or positional params reach `check` (and get a product-coded
+   * answer) instead of vscode-jsonrpc's generic reply.
    */
   function handle<P, R>(
     type: { readonly method: string },
@@ -125,8 +137,9 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
       const params = CancellationToken.is(last) ? args.slice(0, -1) : args;
       try {
         if (shuttingDown) {
-          throw new ResponseError(ErrorCodes.InvalidRequest, `${type.method}: the daemon is shutting down; start a new one.`);
+          throw new ResponseError(ErrorCodes.InvalidRequest, `${type.method}: the daemon is shutting down for this client; reconnect or start a new one.`);
         }
+        rate.check(type.method);
         if (params.length > 1) throw invalidParams(`${type.method}: params must be one object, not a list of ${params.length} values.`);
         const problem = check(params[0]);
         if (problem) throw invalidParams(problem);
@@ -143,10 +156,23 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
     const problem = checkInitializationOptions(params.initializationOptions);
     if (problem) throw new ResponseError(LensErrorCode.InvalidParams, problem);
     init = (params.initializationOptions as LensInitializationOptions | undefined) ?? {};
-    queue.setLimit(init.queueLimit ?? DEFAULT_QUEUE_LIMIT);
-    const folder = params.workspaceFolders?.[0]?.uri ?? params.rootUri ?? undefined;
-    workspaceRoot = folder?.startsWith('file:') ? fileURLToPath(folder) : undefined;
-    const model = engine().info() ?? null;
+    const folders = (params.workspaceFolders ?? []).map((f) => f.uri);
+    if (folders.length === 0 && params.rootUri) folders.push(params.rootUri);
+    access.workspaceFolders = folders.filter((u) => u.startsWith('file:')).map((u) => fileURLToPath(u));
+    if (core.shared) {
+      const operatorOnly = (['maxHistoryTurns', 'queueLimit'] as const).filter((k) => init[k] !== undefined);
+      if (operatorOnly.length) {
+        log('warn', `initializationOptions ${operatorOnly.join(', ')}: this is a shared daemon, so the operator's settings (serve flags) apply, not this client's.`);
+      }
+      if (init.maxImageMegapixels !== undefined && init.maxImageMegapixels * 1e6 < core.limits.maxImagePixels) {
+        access.limits = { ...access.limits, maxImagePixels: Math.round(init.maxImageMegapixels * 1e6) };
+      }
+    } else {
+      core.configure(init);
+      if (init.queueLimit !== undefined) core.queue.setLimit(init.queueLimit);
+      if (init.maxImageMegapixels !== undefined) access.limits = { ...access.limits, maxImagePixels: Math.round(init.maxImageMegapixels * 1e6) };
+    }
+    const model = core.engine().info() ?? null;
     return {
       capabilities: {},
       serverInfo: { name: SERVER_NAME, version },
@@ -164,8 +190,9 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
 
   connection.onInitialized(() => {
     initialized = true;
-    status.enable();
-    if (init.model) {
+    sendStatus();
+    // A shared daemon loads `model` only when none is loaded (the operator's model otherwise stays).
+    if (init.model && !(core.shared && core.info())) {
       const path = init.model;
       log('info', `Loading ${path} (initializationOptions.model)`);
       loadModel({ path }, undefined).then(
@@ -177,83 +204,73 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
 
   connection.onShutdown(async () => {
     shuttingDown = true;
-    queue.cancelAll();
-    await queue.idle();
-    await engineInstance?.unload().catch((e: unknown) => logError(`unload during shutdown failed: ${String(e)}`));
+    if (core.shared) {
+      core.queue.cancelClient(client);
+      return;
+    }
+    core.queue.cancelAll();
+    await core.queue.idle();
+    await core.engineCreated?.unload().catch((e: unknown) => logError(`unload during shutdown failed: ${String(e)}`));
   });
 
   let markExited: () => void = () => {};
   const exited = new Promise<void>((resolve) => (markExited = resolve));
-  connection.onExit(() => {
-    queue.cancelAll();
-    connection.dispose();
+  const end = () => {
+    if (closed) return;
+    closed = true;
+    unsubscribe();
+    if (core.shared) core.clientGone(client);
+    else {
+      core.queue.cancelAll();
+      core.dispose();
+    }
     markExited();
+  };
+  connection.onExit(() => {
+    end();
+    connection.dispose();
   });
 
   // --- models ----------------------------------------------------------------------------------
 
-  function loadModel(params: LoadModelParams, token: CancellationToken | undefined): Promise<ModelInfo> {
-    const path = resolveUserPath(params.path, workspaceRoot);
+  async function loadModel(params: LoadModelParams, token: CancellationToken | undefined): Promise<ModelInfo> {
+    const path = await resolveClientPath(access, params.path, 'model', 'lens/loadModel "path"');
     const options: LoadOptions = { device: params.device ?? init.device ?? 'auto' };
     const dtype = params.dtype ?? init.dtype;
     if (dtype !== undefined) options.dtype = dtype;
-    if (init.maxImageMegapixels !== undefined) options.maxImagePixels = Math.round(init.maxImageMegapixels * 1e6);
+    options.maxImagePixels = core.shared ? core.limits.maxImagePixels : access.limits.maxImagePixels;
+    options.maxImageBytes = core.limits.maxImageBytes;
     const progressToken = params.workDoneToken;
     const progress = (value: WorkDoneProgressValue) => {
       if (progressToken !== undefined) void connection.sendProgress(WorkDoneProgress, progressToken, value).catch(() => undefined);
     };
-
-    return queue.enqueue(
-      {
-        label: 'lens/loadModel',
-        run: async (signal) => {
-          loading = { percent: 0, message: `Loading ${path}` };
-          progress({ kind: 'begin', title: 'Loading model', message: path, percentage: 0, cancellable: true });
-          status.update();
-          try {
-            const info = await engine().load(
-              path,
-              options,
-              (p) => {
-                loading = { percent: p.percent, message: p.message };
-                progress({ kind: 'report', message: p.message, percentage: Math.round(p.percent) });
-                status.update();
-              },
-              signal,
-            );
-            lastLoadError = undefined;
-            progress({ kind: 'end', message: `Loaded ${info.name} on ${info.device}` });
-            return info;
-          } catch (e) {
-            if (signal.aborted) {
-              progress({ kind: 'end', message: 'Cancelled' });
-              throw new LensError(LensErrorCode.Cancelled, `lens/loadModel ${path} was cancelled; send lens/loadModel again to load a model.`);
-            }
-            lastLoadError = e instanceof Error ? e.message : String(e);
-            progress({ kind: 'end', message: `Failed: ${lastLoadError}` });
-            throw e;
-          } finally {
-            loading = undefined;
-          }
-        },
-        whenCancelledWhileQueued: () => {
-          throw new LensError(LensErrorCode.Cancelled, `lens/loadModel ${path} was cancelled before it started; the loaded model (if any) is unchanged.`);
-        },
+    progress({ kind: 'begin', title: 'Loading model', message: path, percentage: 0, cancellable: true });
+    return core.loadModel(
+      path,
+      options,
+      client,
+      (p) => {
+        if ('done' in p) progress({ kind: 'end', message: p.done });
+        else progress({ kind: 'report', message: p.message, percentage: Math.round(p.percent) });
       },
       token,
-    );
+    ).catch((e: unknown) => {
+      if (e instanceof LensError && e.code === LensErrorCode.Cancelled) progress({ kind: 'end', message: 'Cancelled' });
+      throw e;
+    });
   }
 
   handle<LoadModelParams, ModelInfo>(LoadModelRequest, checkLoadModelParams, (params, token) => loadModel(params, token));
 
   handle<unknown, null>(UnloadModelRequest, checkNoParams(UnloadModelRequest.method), (_params, token) =>
-    queue.enqueue(
+    core.queue.enqueue(
       {
         label: 'lens/unloadModel',
+        client,
         bypassLimit: true,
         run: async () => {
-          await engine().unload();
-          lastLoadError = undefined;
+          await core.engine().unload();
+          core.lastLoadError = undefined;
           return null;
         },
         whenCancelledWhileQueued: () => {
@@ -265,7 +282,9 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
   );
 
   handle<ListModelsParams | undefined, ListModelsResult>(ListModelsRequest, checkListModelsParams, async (params) => {
-    const roots = (params?.roots ?? init.modelRoots ?? []).map((r) => resolveUserPath(r, workspaceRoot));
+    const wanted = params?.roots ?? (core.shared ? core.modelRoots : (init.modelRoots ?? []));
+    const roots: string[] = [];
+    for (const r of wanted) roots.push(await resolveClientPath(access, r, 'model', 'lens/listModels "roots"'));
     const result = await scanModelRoots(roots);
     for (const s of result.skippedRoots) log('warn', `lens/listModels: skipped ${s.root} (${s.reason})`);
     return { models: result.models };
@@ -274,10 +293,11 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
   // --- asking ----------------------------------------------------------------------------------
 
   handle<AskParams, AskResult>(AskRequest, checkAskParams, async (params, token) => {
-    const req = await toAskRequest(params, workspaceRoot);
+    const req = await toAskRequest(params, access);
+    if (params.conversationId === undefined) core.checkNewConversation(client);
     const { streamId } = params;
     const cancelledAnswer = (): AskResult => {
-      const info = engineInstance?.info();
+      const info = core.info();
       return {
         text: '',
         tokenIds: [],
@@ -288,64 +308,74 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
         model: info?.name ?? '',
       };
     };
-    return queue.enqueue(
+    const result = await core.queue.enqueue(
       {
         label: 'lens/ask',
+        client,
+        ...(streamId !== undefined
+          ? { onPosition: (ahead: number) => void connection.sendNotification(QueuePositionNotification, { streamId, ahead }).catch(() => undefined) }
+          : {}),
         run: async (signal) => {
           if (signal.aborted) return cancelledAnswer();
-          const info = engine().info();
+          const engine = core.engine();
+          const info = engine.info();
           if (!info) {
             throw new LensError(
               LensErrorCode.ModelNotLoaded,
-              lastLoadError
-                ? `No model is loaded: the last load failed (${lastLoadError}). Fix that and send lens/loadModel again.`
+              core.lastLoadError
+                ? `No model is loaded: the last load failed (${core.lastLoadError}). Fix that and send lens/loadModel again.`
                 : 'No model is loaded. Send lens/loadModel {path} first, or start the daemon with initializationOptions.model.',
             );
           }
           checkAgainstModel(req, info, params.maxTokens !== undefined);
-          if (req.agent && !engine().runTool) {
+          if (req.agent && !engine.runTool) {
             throw invalidParams('lens/ask: this daemon runs no tools (its engine has none); ask without "tools"/"explain".');
           }
           let index = 0;
           const onStage = (stage: AskStage) => {
-            askStage = stage;
-            status.update();
+            core.askStage = stage;
+            core.changed();
           };
-          return engine().ask(
-            req,
-            (d) => {
-              if (streamId === undefined) return;
-              const delta = { streamId, text: d.text, tokenId: d.tokenId, index: index++, ...(d.turn !== undefined ? { turn: d.turn } : {}) };
-              const withConversation = params.conversationId ? { ...delta, conversationId: params.conversationId } : delta;
-              void connection.sendNotification(AnswerDeltaNotification, withConversation).catch(() => undefined);
-            },
-            signal,
-            onStage,
-            (step) => {
-              if (streamId !== undefined) void connection.sendNotification(AgentStepNotification, { ...step, streamId }).catch(() => undefined);
-            },
-          ).finally(() => {
-            askStage = undefined;
-          });
+          return engine
+            .ask(
+              req,
+              (d) => {
+                if (streamId === undefined) return;
+                const delta = { streamId, text: d.text, tokenId: d.tokenId, index: index++, ...(d.turn !== undefined ? { turn: d.turn } : {}) };
+                const withConversation = params.conversationId ? { ...delta, conversationId: params.conversationId } : delta;
+                void connection.sendNotification(AnswerDeltaNotification, withConversation).catch(() => undefined);
+              },
+              signal,
+              onStage,
+              (step) => {
+                if (streamId !== undefined) void connection.sendNotification(AgentStepNotification, { ...step, streamId }).catch(() => undefined);
+              },
+            )
+            .finally(() => {
+              core.askStage = undefined;
+            });
         },
         whenCancelledWhileQueued: cancelledAnswer,
       },
       token,
     );
+    core.hold(result.conversationId, client);
+    return result;
   });
 
   // --- tools -----------------------------------------------------------------------------------
 
-  handle<unknown, ListToolsResult>(ListToolsRequest, checkNoParams(ListToolsRequest.method), async () => ({ tools: engine().listTools?.() ?? [] }));
+  handle<unknown, ListToolsResult>(ListToolsRequest, checkNoParams(ListToolsRequest.method), async () => ({ tools: core.engine().listTools?.() ?? [] }));
 
   handle<RunToolParams, ToolRunResult>(RunToolRequest, checkRunToolParams, async (params, token) => {
-    const image = await resolveImage(params.image, 0, workspaceRoot);
+    const image = await resolveImageParam(access, params.image, 'image');
     const cancelled = (): ToolRunResult => ({ summary: '{"error": "cancelled"}', data: { error: 'cancelled' }, error: 'cancelled', status: 'cancelled', ms: 0 });
-    return queue.enqueue(
+    return core.queue.enqueue(
       {
         label: 'lens/runTool',
+        client,
         run: async (signal) => {
-          const e = engine();
+          const e = core.engine();
           if (!e.runTool) throw invalidParams('lens/runTool: this daemon runs no tools (its engine has none).');
           return e.runTool(params.name, params.args ?? {}, image, signal, params.timeoutMs);
         },
@@ -356,22 +386,15 @@ export function startDaemon(connection: Connection, engineFactory: EngineFactory
   });
 
   handle<ForgetConversationParams, null>(ForgetConversationRequest, checkForgetConversationParams, (params, token) =>
-    queue.enqueue(
-      {
-        label: 'lens/forgetConversation',
-        bypassLimit: true,
-        run: async () => {
-          engine().forget(params.conversationId);
-          return null;
-        },
-        whenCancelledWhileQueued: () => {
-          throw new LensError(LensErrorCode.Cancelled, 'lens/forgetConversation was cancelled before it ran; the conversation is kept.');
-        },
-      },
-      token,
-    ),
+    core.forget(params.conversationId, client, token),
   );
 
   connection.listen();
-  return { exited };
+  return {
+    exited,
+    disconnected: () => {
+      end();
+      connection.dispose();
+    },
+  };
 }

@@ -1,6 +1,6 @@
 /**
- * Computes the daemon's `lens/status` from its parts and sends it when something other than
- * `rssBytes` changed. Sending starts with `enable()` (after `initialized`: LSP wants no
+ * Computes the daemon's `lens/status` from its parts. Each session sends it to its client when
+ * something other than `rssBytes` changed, starting after `initialized` (LSP wants no
  * server-initiated messages before the client finished initializing).
  */
 import type { AskStage, LensState, LensStatus, ModelInfo } from '../../../common/protocol';
@@ -56,35 +56,4 @@ export function computeStatus(s: StatusInputs, rssBytes: number): LensStatus {
     status.device = s.model.device;
   }
   return status;
-}
-
-export class StatusReporter {
-  private enabled = false;
-  private lastKey = '';
-
-  constructor(
-    private readonly inputs: () => StatusInputs,
-    private readonly send: (s: LensStatus) => void,
-  ) {}
-
-  enable(): void {
-    this.enabled = true;
-    this.update();
-  }
-
-  /** The status as it is now. */
-  current(): LensStatus {
-    return computeStatus(this.inputs(), process.memoryUsage().rss);
-  }
-
-  /** Recomputes and sends when it changed. */
-  update(): void {
-    if (!this.enabled) return;
-    const status = this.current();
-    const { rssBytes: _rss, ...rest } = status;
-    const key = JSON.stringify(rest);
-    if (key === this.lastKey) return;
-    this.lastKey = key;
-    this.send(status);
-  }
 }

@@ -5,6 +5,8 @@
  * the model's context (image tokens expanded) with the features of every image, and the KV cache
  * covering a prefix of those ids. Only the most recently used conversations keep a KV cache
  * (`maxCachedKv`); the others are re-prefilled from their ids and features when resumed.
+ * With a state folder, the engine also writes each completed turn to the conversation log
+ * (conversationLog.ts) and restores conversations this store no longer holds from it.
  */
 import { randomUUID } from 'node:crypto';
 import type { KvCache } from './kvcache';
@@ -22,6 +24,12 @@ export interface Conversation {
   lastAnswerIds: number[];
   cache?: KvCache;
   lastUsed: number;
+  /**
+   * What the conversation log already holds (undefined when not persisted): the context ids it
+   * replays to, how many of `messages` it has, and the history ranges dropped since (`[start,
+   * count]`, recorded with the next turn).
+   */
+  persisted?: { ids: number[]; messages: number; drops: Array<[number, number]> };
 }
 
 export interface ConversationLimits {
@@ -44,8 +52,9 @@ export class ConversationStore {
     return this.map.get(id);
   }
 
-  create(): Conversation {
-    const c: Conversation = { id: randomUUID(), messages: [], ids: [], images: [], lastAnswerIds: [], lastUsed: Date.now() };
+  /** A new, empty conversation; `id` (default a random UUID) must not be in the store. */
+  create(id: string = randomUUID()): Conversation {
+    const c: Conversation = { id, messages: [], ids: [], images: [], lastAnswerIds: [], lastUsed: Date.now() };
     this.map.set(c.id, c);
     return c;
   }

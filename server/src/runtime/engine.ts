@@ -8,6 +8,18 @@
  * Conversations (conversations.ts) keep ids, image features and a KV cache between turns, so a
  * follow-up only prefills its new tokens.
  *
+ * Persistence (`stateDir`): each completed turn is appended to the conversation's log
+ * (conversationLog.ts) and synced before `ask` returns, so a crash loses at most the answer in
+ * flight. An `ask` naming a conversation that is not in memory (after a restart, an unload, or an
+ * LRU eviction) restores it from the log: messages, the exact context ids when the loaded model
+ * wrote them (otherwise the prompt is re-rendered), and every history image's features (vision
+ * cache, else the vision encoder on the stored bytes); no KV cache, so the next prefill covers
+ * the whole context. A damaged log is reported and restored up to its last good turn, or, with a
+ * corrupt header, moved aside and answered with UnknownConversation. `forget` deletes the file.
+ *
+ * `AskRequest.maxPromptTokens` refuses (PromptTooLong) a turn whose own message, its text
+ * tokens plus its image tokens, is over the limit, before the vision encoder runs.
+ *
  * Not re-entrant: the daemon runs one call at a time.
  */
 import { createHash } from 'node:crypto';
@@ -15,6 +27,7 @@ import * as fs from 'node:fs';
 import type * as ort from 'onnxruntime-node';
 import { LensError, LensErrorCode } from '../../../common/errors';
 import { createSession } from './backend';
+import { ConversationLog, idsDelta, type StoredImage } from './conversationLog';
 import { ConversationStore, DEFAULT_LIMITS, type Conversation, type ConversationLimits } from './conversations';
 import { DebugDump } from './debug';
 import { Decoder } from './decoder';
@@ -44,6 +57,10 @@ export interface OnnxEngineOptions {
    * (a function cannot cross to a worker thread).
    */
   processLogits?: (logits: Float32Array, step: number) => void;
+  /** The daemon's state folder: conversations persist in `<stateDir>/conversations/` (see the header). Absent: memory only. */
+  stateDir?: string;
+  /** With `stateDir`: conversation files unused for longer than this (ms) are removed when the engine is constructed. */
+  conversationMaxAgeMs?: number;
 }
 
 interface Loaded {
@@ -56,6 +73,7 @@ interface Loaded {
   eosIds: Set<number>;
   info: ModelInfo;
   maxImagePixels: number;
+  maxImageBytes: number | undefined;
 }
 
 const DEFAULT_MAX_PIXELS = 50e6;
@@ -66,10 +84,13 @@ export class OnnxEngine implements Engine {
   private readonly store: ConversationStore;
   private readonly visionCache = new Map<string, ImageFeatures>();
   private readonly log: (msg: string) => void;
+  private readonly convLog: ConversationLog | undefined;
 
   constructor(private readonly opts: OnnxEngineOptions = {}) {
     this.log = opts.log ?? (() => undefined);
     this.store = new ConversationStore({ ...DEFAULT_LIMITS, ...opts.limits });
+    this.convLog = opts.stateDir !== undefined ? new ConversationLog(opts.stateDir, this.log) : undefined;
+    if (this.convLog && opts.conversationMaxAgeMs !== undefined) this.convLog.sweep(opts.conversationMaxAgeMs);
   }
 
   info(): ModelInfo | undefined {
@@ -150,7 +171,7 @@ export class OnnxEngine implements Engine {
         toolCallFormat: spec.toolCallFormat,
         isTestModel: spec.isTestModel,
       };
-      this.model = { spec, format, sessions, vision, embedder, decoder, eosIds, info, maxImagePixels: options.maxImagePixels ?? DEFAULT_MAX_PIXELS };
+      this.model = { spec, format, sessions, vision, embedder, decoder, eosIds, info, maxImagePixels: options.maxImagePixels ?? DEFAULT_MAX_PIXELS, maxImageBytes: options.maxImageBytes };
       this.log(`loaded ${spec.dir} on ${v.provider} (vision packing: ${vision.mode}; ${spec.text.numLayers} layers, context ${spec.text.maxPositions})`);
       onProgress({ percent: 100, message: 'ready' });
       return info;
@@ -171,6 +192,15 @@ export class OnnxEngine implements Engine {
 
   forget(conversationId: string): void {
     this.store.delete(conversationId);
+    this.forgetFile(conversationId);
+  }
+
+  private forgetFile(conversationId: string): void {
+    try {
+      this.convLog?.delete(conversationId);
+    } catch (e) {
+      this.log(`conversation ${conversationId}: could not delete its file (${(e as Error).message})`);
+    }
   }
 
   async ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal, onStage: (s: AskStage) => void = () => undefined): Promise<AskResult> {
@@ -181,39 +211,50 @@ export class OnnxEngine implements Engine {
     const bad = validateSamplerOptions(o);
     if (bad) throw new LensError(LensErrorCode.InvalidParams, bad);
     if (!Number.isInteger(o.maxTokens) || o.maxTokens < 1) throw new LensError(LensErrorCode.InvalidParams, `maxTokens must be a positive integer, got ${o.maxTokens}`);
-    let conv: Conversation;
-    if (req.conversationId !== undefined) {
-      const c = this.store.get(req.conversationId);
-      if (!c) throw new LensError(LensErrorCode.UnknownConversation, `unknown conversation '${req.conversationId}' (it may have expired or the daemon restarted): start a new one by leaving out conversationId.`);
-      conv = c;
-    } else conv = this.store.create();
+    const maxPrompt = req.maxPromptTokens;
+    if (maxPrompt !== undefined && (!Number.isInteger(maxPrompt) || maxPrompt < 1)) throw new LensError(LensErrorCode.InvalidParams, `maxPromptTokens must be a positive integer, got ${maxPrompt}`);
     const debug = new DebugDump();
     const timings: Timings = { decodeImageMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, firstTokenMs: 0, totalMs: 0, promptTokens: 0, cachedTokens: 0, imageTokens: 0, newTokens: 0, decodeTokensPerSec: 0 };
-    const cancelledResult = (): AskResult => {
+    const cancelledResult = (conversationId: string): AskResult => {
       timings.totalMs = performance.now() - t0;
-      return { text: '', tokenIds: [], conversationId: conv.id, finishReason: 'cancelled', timings, device: m.info.device, model: m.info.name };
+      return { text: '', tokenIds: [], conversationId, finishReason: 'cancelled', timings, device: m.info.device, model: m.info.name };
     };
+    let conv: Conversation;
+    if (req.conversationId !== undefined) {
+      const c = this.store.get(req.conversationId) ?? (await this.restore(m, req.conversationId, signal, timings));
+      if (c === 'cancelled') return cancelledResult(req.conversationId);
+      if (!c) throw new LensError(LensErrorCode.UnknownConversation, `unknown conversation '${req.conversationId}' (it may have expired or been forgotten${this.convLog ? '' : ', or the daemon restarted'}): start a new one by leaving out conversationId.`);
+      conv = c;
+    } else {
+      conv = this.store.create();
+      if (this.convLog) conv.persisted = { ids: [], messages: 0, drops: [] };
+    }
 
     // 1-2. decode and preprocess the images
     const pixels: PixelValues[] = [];
     const keys: string[] = [];
+    const stored: StoredImage[] = []; // for the conversation log
     for (const [index, input] of req.images.entries()) {
       onStage({ stage: 'image', index, total: req.images.length });
-      let t = performance.now();
       const bytes = await readImageBytes(input);
-      const img = await decodeImage({ bytes, mimeType: 'mimeType' in input ? input.mimeType : undefined }, { maxPixels: m.maxImagePixels });
-      timings.decodeImageMs += performance.now() - t;
-      t = performance.now();
-      const spec = m.vision.wantsTiles ? m.spec.preprocess : { ...m.spec.preprocess, anyres: undefined };
-      const pv = await preprocess(img, spec);
-      timings.preprocessMs += performance.now() - t;
+      const mimeType = 'mimeType' in input ? input.mimeType : undefined;
+      const { pv, key } = await this.prepareImage(m, bytes, mimeType, timings);
       debug.tensor('pixel_values', pv.data, pv.dims);
       pixels.push(pv);
-      keys.push(createHash('sha256').update(bytes).update(JSON.stringify(spec)).update(m.info.path).update(m.vision.mode).digest('hex'));
+      keys.push(key);
+      if (conv.persisted) stored.push({ base64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'), ...(mimeType !== undefined ? { mimeType } : {}) });
     }
 
     // 3. prompt ids, with image slots sized by the rows each image will take
     const userMsg: ChatMessage = { role: req.role ?? 'user', text: req.prompt, images: req.images.length };
+    const textTokens = maxPrompt !== undefined ? m.format.encode(req.prompt).length : 0;
+    const checkPromptLimit = (rows: number[]) => {
+      const imageTokens = rows.reduce((a, b) => a + b, 0);
+      if (maxPrompt !== undefined && textTokens + imageTokens > maxPrompt) {
+        throw new LensError(LensErrorCode.PromptTooLong, `this message needs ${textTokens + imageTokens} tokens (${imageTokens} for images), over the limit of ${maxPrompt} (maxPromptTokens): shorten the question, send fewer or smaller images, or raise the limit.`);
+      }
+    };
+    checkPromptLimit(pixels.map((p) => m.vision.expectedRows(p)));
     if (req.system !== undefined && conv.messages.length === 0) conv.messages.push({ role: 'system', text: req.system, images: 0 });
     this.trimHistory(conv);
     let plan = this.planPrompt(m, conv, userMsg, pixels.map((p) => m.vision.expectedRows(p)));
@@ -222,18 +263,17 @@ export class OnnxEngine implements Engine {
     const t4 = performance.now();
     const feats: ImageFeatures[] = [];
     for (let i = 0; i < pixels.length; i++) {
-      let f = this.visionCache.get(keys[i]);
-      if (!f) {
-        f = await m.vision.encode(pixels[i], signal, (index, total) => onStage({ stage: 'vision', index, total }));
-        if (!f) return cancelledResult();
-        this.rememberFeatures(keys[i], f);
-      }
+      const f = await this.encodeImage(m, pixels[i], keys[i], signal, (index, total) => onStage({ stage: 'vision', index, total }));
+      if (!f) return cancelledResult(conv.id);
       debug.tensor('image_features', f.data, [f.rows, f.data.length / f.rows]);
       feats.push(f);
     }
-    timings.visionMs = performance.now() - t4;
-    if (feats.some((f, i) => f.rows !== plan.newRows[i])) plan = this.planPrompt(m, conv, userMsg, feats.map((f) => f.rows));
-    if (signal.aborted) return cancelledResult();
+    timings.visionMs += performance.now() - t4;
+    if (feats.some((f, i) => f.rows !== plan.newRows[i])) {
+      checkPromptLimit(feats.map((f) => f.rows));
+      plan = this.planPrompt(m, conv, userMsg, feats.map((f) => f.rows));
+    }
+    if (signal.aborted) return cancelledResult(conv.id);
 
     // 5. prefill the new part of the context
     onStage({ stage: 'prefill' });
@@ -255,7 +295,7 @@ export class OnnxEngine implements Engine {
     debug.tensor('logits_first', pre.logits, [pre.logits.length]);
     if (signal.aborted) {
       pre.cache.dispose();
-      return cancelledResult();
+      return cancelledResult(conv.id);
     }
     if (startCache !== conv.cache) conv.cache?.dispose();
     conv.cache = undefined;
@@ -281,13 +321,14 @@ export class OnnxEngine implements Engine {
     });
     const tEnd = performance.now();
 
-    // 7. record the turn
+    // 7. record the turn, in memory and (synced) in the conversation log
     conv.messages.push(userMsg, { role: 'assistant', text: gen.text, images: 0 });
     conv.ids = contextIds;
     conv.images = [...(plan.reuse ? conv.images : plan.historyImages), ...feats];
     conv.lastAnswerIds = gen.tokenIds;
     conv.cache = gen.cache;
     this.store.touch(conv);
+    await this.persist(m, conv, stored);
 
     timings.firstTokenMs = gen.firstTokenAt !== undefined ? gen.firstTokenAt - t0 : 0;
     timings.totalMs = tEnd - t0;
@@ -296,6 +337,82 @@ export class OnnxEngine implements Engine {
     timings.decodeTokensPerSec = gen.tokenIds.length > 1 && decodeMs > 0 ? ((gen.tokenIds.length - 1) * 1000) / decodeMs : 0;
     debug.json('timings', timings);
     return { text: gen.text, tokenIds: gen.tokenIds, conversationId: conv.id, finishReason: gen.finishReason, timings, device: m.info.device, model: m.info.name };
+  }
+
+  /**
+   * Rebuilds conversation `id` from the conversation log into the store (see the header):
+   * undefined when there is no log or no file, 'cancelled' when `signal` aborted the vision
+   * encoder. Throws UnknownConversation for a file with a corrupt header (moved aside).
+   */
+  private async restore(m: Loaded, id: string, signal: AbortSignal, timings: Timings): Promise<Conversation | 'cancelled' | undefined> {
+    const saved = await this.convLog?.read(id);
+    if (!saved) return undefined;
+    const t = performance.now();
+    const images: ImageFeatures[] = [];
+    for (const img of saved.images) {
+      const { pv, key } = await this.prepareImage(m, img.bytes, img.mimeType, timings);
+      const f = await this.encodeImage(m, pv, key, signal);
+      if (!f) return 'cancelled';
+      images.push(f);
+    }
+    timings.visionMs += performance.now() - t;
+    const sameModel = saved.model === m.info.path;
+    const conv = this.store.create(id);
+    conv.messages = saved.messages;
+    conv.images = images;
+    conv.ids = sameModel ? saved.ids : [];
+    conv.lastAnswerIds = sameModel ? saved.lastAnswerIds : [];
+    conv.persisted = { ids: saved.ids, messages: saved.messages.length, drops: [] };
+    this.log(`conversation ${id}: restored ${saved.turns} turn(s) from ${this.convLog!.dir}${sameModel ? '' : ` (written by ${saved.model}: the prompt is re-rendered)`}`);
+    return conv;
+  }
+
+  /**
+   * Appends the turn just recorded to the conversation log (a no-op when not persisted). A write
+   * that fails is reported, the file removed (it could not replay to this state) and the
+   * conversation kept in memory only; the answer is not lost.
+   */
+  private async persist(m: Loaded, conv: Conversation, images: StoredImage[]): Promise<void> {
+    const p = conv.persisted;
+    if (!this.convLog || !p) return;
+    try {
+      await this.convLog.append(conv.id, m.info.path, {
+        ...(p.drops.length > 0 ? { drop: p.drops } : {}),
+        add: conv.messages.slice(p.messages),
+        images,
+        ids: idsDelta(p.ids, conv.ids),
+        lastAnswerIds: conv.lastAnswerIds,
+      });
+      conv.persisted = { ids: conv.ids, messages: conv.messages.length, drops: [] };
+    } catch (e) {
+      conv.persisted = undefined;
+      this.forgetFile(conv.id);
+      this.log(`conversation ${conv.id}: saving the turn failed (${(e as Error).message}); from now on it is kept in memory only`);
+    }
+  }
+
+  /** Steps 1-2 for one image: decode and preprocess; `key` names its features in the vision cache. */
+  private async prepareImage(m: Loaded, bytes: Uint8Array, mimeType: string | undefined, timings: Timings): Promise<{ pv: PixelValues; key: string }> {
+    let t = performance.now();
+    const img = await decodeImage({ bytes, mimeType }, { maxPixels: m.maxImagePixels, ...(m.maxImageBytes !== undefined ? { maxBytes: m.maxImageBytes } : {}) });
+    timings.decodeImageMs += performance.now() - t;
+    t = performance.now();
+    const spec = m.vision.wantsTiles ? m.spec.preprocess : { ...m.spec.preprocess, anyres: undefined };
+    const pv = await preprocess(img, spec);
+    timings.preprocessMs += performance.now() - t;
+    const key = createHash('sha256').update(bytes).update(JSON.stringify(spec)).update(m.info.path).update(m.vision.mode).digest('hex');
+    return { pv, key };
+  }
+
+  /** Step 4 for one image: features from the vision cache, else the encoder (then cached); undefined when cancelled. */
+  private async encodeImage(m: Loaded, pv: PixelValues, key: string, signal: AbortSignal, onView?: (index: number, total: number) => void): Promise<ImageFeatures | undefined> {
+    let f = this.visionCache.get(key);
+    if (!f) {
+      f = await m.vision.encode(pv, signal, onView);
+      if (!f) return undefined;
+      this.rememberFeatures(key, f);
+    }
+    return f;
   }
 
   /**
@@ -337,6 +454,10 @@ export class OnnxEngine implements Engine {
       end = conv.messages.length;
     } else while (end < conv.messages.length && conv.messages[end].role !== 'user') end++;
     const dropped = firstUser < 0 ? [] : conv.messages.splice(firstUser, end - firstUser);
+    if (conv.persisted && dropped.length > 0) {
+      conv.persisted.drops.push([firstUser, dropped.length]);
+      conv.persisted.messages -= dropped.length;
+    }
     conv.images.splice(0, dropped.reduce((n, x) => n + x.images, 0));
     conv.cache?.dispose();
     conv.cache = undefined;

@@ -22,6 +22,8 @@ export interface LoadOptions {
   device?: Device;
   /** Max pixels of a decoded image (default 50e6). */
   maxImagePixels?: number;
+  /** Max bytes of an image file or buffer (default 64 MiB). */
+  maxImageBytes?: number;
 }
 
 export interface LoadProgress {
@@ -114,6 +116,12 @@ export interface AskRequest {
   system?: string;
   /** Run the tool loop around the model (engines that support tools; others refuse). */
   agent?: AgentAskOptions;
+  /**
+   * Most tokens this turn's message may add: its text tokens plus its image tokens (template
+   * markup and history not counted). Over it, the ask fails with PromptTooLong before the vision
+   * encoder runs. Undefined: only the model's context bounds the prompt.
+   */
+  maxPromptTokens?: number;
   options: GenerationOptions;
 }
 

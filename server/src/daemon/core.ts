@@ -1,0 +1,224 @@
+/**
+ * The daemon's shared state: one engine, one fair queue, the load/ask status, and which client
+ * holds which conversation. A private daemon (stdio, node-ipc) has one core and one session; a
+ * shared daemon (`serve --ws`) has one core and a session per connection (session.ts).
+ *
+ * Conversations: the client whose ask created or last continued a conversation holds it. When a
+ * client disconnects, its running and queued work is cancelled and its conversations are kept
+ * for `limits.conversationKeepMs` — a reconnecting client continues them by id — then forgotten.
+ */
+import { LensError, LensErrorCode } from '../../../common/errors';
+import type { LensInitializationOptions, LensStatus, ModelInfo } from '../../../common/protocol';
+import type { AskStage, Engine, LoadOptions, LoadProgress } from '../runtime/types';
+import { DEFAULT_LIMITS, type DaemonLimits } from './access';
+import { RequestQueue, type CancelSource } from './queue';
+import { computeStatus } from './status';
+
+/** Makes the engine, once, with the options of the first client (private) or the operator (shared). */
+export type EngineFactory = (init: LensInitializationOptions) => Engine;
+
+export interface CoreOptions {
+  /** Shared daemon (`serve --ws`): engine-wide settings come from the operator, not from clients. */
+  shared?: boolean;
+  limits?: Partial<DaemonLimits>;
+  /** The operator's model roots (shared daemon: the only folders models load from). */
+  modelRoots?: string[];
+  log?: (level: 'error' | 'warn' | 'info', line: string) => void;
+}
+
+interface Held {
+  owner: string;
+  /** Set while the owner is disconnected. */
+  expiry?: NodeJS.Timeout;
+}
+
+export class DaemonCore {
+  readonly shared: boolean;
+  readonly limits: DaemonLimits;
+  readonly modelRoots: string[];
+  readonly queue: RequestQueue;
+  private engineInstance: Engine | undefined;
+  private engineInit: LensInitializationOptions = {};
+  loading: { percent: number; message: string } | undefined;
+  askStage: AskStage | undefined;
+  lastLoadError: string | undefined;
+  private readonly listeners = new Set<() => void>();
+  private readonly held = new Map<string, Held>();
+  private readonly connected = new Set<string>();
+
+  constructor(
+    private readonly engineFactory: EngineFactory,
+    o: CoreOptions = {},
+  ) {
+    this.shared = o.shared ?? false;
+    this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.modelRoots = o.modelRoots ?? [];
+    this.log = o.log ?? (() => undefined);
+    this.queue = new RequestQueue(this.limits.queueLimit, () => this.changed());
+  }
+
+  readonly log: (level: 'error' | 'warn' | 'info', line: string) => void;
+
+  /** Private daemon: the engine is made with the client's initialization options. */
+  configure(init: LensInitializationOptions): void {
+    if (!this.engineInstance) this.engineInit = init;
+  }
+
+  engine(): Engine {
+    return (this.engineInstance ??= this.engineFactory(this.engineInit));
+  }
+
+  get engineCreated(): Engine | undefined {
+    return this.engineInstance;
+  }
+
+  info(): ModelInfo | undefined {
+    return this.engineInstance?.info();
+  }
+
+  /** Subscribes to "something in the status may have changed". */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  changed(): void {
+    for (const l of this.listeners) l();
+  }
+
+  status(initialized: boolean): LensStatus {
+    return computeStatus(
+      {
+        initialized,
+        running: this.queue.runningLabel,
+        stage: this.askStage,
+        queueLength: this.queue.waitingCount,
+        loading: this.loading,
+        lastLoadError: this.lastLoadError,
+        model: this.info(),
+      },
+      process.memoryUsage().rss,
+    );
+  }
+
+  /** Loads a model through the queue; `client` is who asked (fair share, cancel on disconnect). */
+  loadModel(path: string, options: LoadOptions, client: string, progress: (p: LoadProgress | { done: string }) => void, token?: CancelSource): Promise<ModelInfo> {
+    return this.queue.enqueue(
+      {
+        label: 'lens/loadModel',
+        client,
+        run: async (signal) => {
+          this.loading = { percent: 0, message: `Loading ${path}` };
+          this.changed();
+          try {
+            const info = await this.engine().load(
+              path,
+              options,
+              (p) => {
+                this.loading = { percent: p.percent, message: p.message };
+                progress(p);
+                this.changed();
+              },
+              signal,
+            );
+            this.lastLoadError = undefined;
+            progress({ done: `Loaded ${info.name} on ${info.device}` });
+            return info;
+          } catch (e) {
+            if (signal.aborted) {
+              progress({ done: 'Cancelled' });
+              throw new LensError(LensErrorCode.Cancelled, `lens/loadModel ${path} was cancelled; send lens/loadModel again to load a model.`);
+            }
+            this.lastLoadError = e instanceof Error ? e.message : String(e);
+            progress({ done: `Failed: ${this.lastLoadError}` });
+            throw e;
+          } finally {
+            this.loading = undefined;
+          }
+        },
+        whenCancelledWhileQueued: () => {
+          throw new LensError(LensErrorCode.Cancelled, `lens/loadModel ${path} was cancelled before it started; the loaded model (if any) is unchanged.`);
+        },
+      },
+      token,
+    );
+  }
+
+  // --- conversations held by clients ----------------------------------------------------------
+
+  clientConnected(client: string): void {
+    this.connected.add(client);
+  }
+
+  /** Conversations `client` holds. */
+  heldBy(client: string): number {
+    let n = 0;
+    for (const h of this.held.values()) if (h.owner === client) n++;
+    return n;
+  }
+
+  /** Throws LimitExceeded when `client` may not start another conversation. */
+  checkNewConversation(client: string): void {
+    const max = this.limits.maxConversationsPerClient;
+    if (this.heldBy(client) >= max) {
+      throw new LensError(
+        LensErrorCode.LimitExceeded,
+        `lens/ask: this client already holds ${max} conversations (the daemon's limit): forget one with lens/forgetConversation, or continue one by its conversationId.`,
+      );
+    }
+  }
+
+  /** Records that `client` used `conversationId` (it now holds it). */
+  hold(conversationId: string, client: string): void {
+    if (!conversationId) return;
+    const h = this.held.get(conversationId);
+    if (h?.expiry) clearTimeout(h.expiry);
+    this.held.set(conversationId, { owner: client });
+  }
+
+  released(conversationId: string): void {
+    const h = this.held.get(conversationId);
+    if (h?.expiry) clearTimeout(h.expiry);
+    this.held.delete(conversationId);
+  }
+
+  /** The client went away: cancel its work, keep its conversations for a while. */
+  clientGone(client: string): void {
+    this.connected.delete(client);
+    this.queue.cancelClient(client);
+    for (const [id, h] of this.held) {
+      if (h.owner !== client || h.expiry) continue;
+      h.expiry = setTimeout(() => {
+        if (this.held.get(id) !== h) return;
+        this.held.delete(id);
+        this.forget(id, '').catch((e: unknown) => this.log('warn', `forgetting conversation ${id} failed: ${String(e)}`));
+      }, this.limits.conversationKeepMs);
+      h.expiry.unref();
+    }
+  }
+
+  /** Forgets a conversation through the queue (it may be in use by the running ask). */
+  forget(conversationId: string, client: string, token?: CancelSource): Promise<null> {
+    return this.queue.enqueue(
+      {
+        label: 'lens/forgetConversation',
+        client,
+        bypassLimit: true,
+        run: async () => {
+          this.engineInstance?.forget(conversationId);
+          this.released(conversationId);
+          return null;
+        },
+        whenCancelledWhileQueued: () => {
+          throw new LensError(LensErrorCode.Cancelled, 'lens/forgetConversation was cancelled before it ran; the conversation is kept.');
+        },
+      },
+      token,
+    );
+  }
+
+  /** Stops timers (tests, shutdown). */
+  dispose(): void {
+    for (const h of this.held.values()) if (h.expiry) clearTimeout(h.expiry);
+  }
+}
