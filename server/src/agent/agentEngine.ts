@@ -113,6 +113,7 @@ export class AgentEngine implements Engine {
                 ...(turn.system !== undefined ? { system: turn.system } : {}),
                 // the user's own turn is held to the prompt limit; tool observations are the daemon's
                 ...(n === 0 && req.maxPromptTokens !== undefined ? { maxPromptTokens: req.maxPromptTokens } : {}),
+                ...(req.owner !== undefined ? { owner: req.owner } : {}),
                 options: req.options,
               },
               (d) => onDelta({ ...d, turn: n }),

@@ -37,11 +37,14 @@ function unavailableEngine(reason: string): Engine {
   return { load: async () => fail(), unload: async () => {}, info: () => undefined, ask: async () => fail(), forget: () => {} };
 }
 
+/** Saved conversations not continued for this long are deleted when an engine starts. */
+const PERSISTED_CONVERSATION_DAYS = 7;
+
 /**
  * The engine the daemon uses: the test hook's module, else the ONNX engine on a worker thread.
  * `stateDir` turns on persisted conversations (runtime/conversationLog.ts).
  */
-export function defaultEngineFactory(log: (msg: string) => void, persist: { stateDir?: string } = {}): EngineFactory {
+export function defaultEngineFactory(log: (msg: string) => void, persist: { stateDir?: string } = {}, kv: { maxKvBytes?: number; maxKvBytesPerOwner?: number } = {}): EngineFactory {
   return (init: LensInitializationOptions) => {
     const hook = process.env.LLAVA_LENS_ENGINE;
     try {
@@ -51,8 +54,8 @@ export function defaultEngineFactory(log: (msg: string) => void, persist: { stat
       }
       // The worker-thread engine keeps the daemon responsive (status, queue, cancel) while
       // onnxruntime computes.
-      const limits = init.maxHistoryTurns !== undefined ? { maxHistoryTurns: init.maxHistoryTurns } : undefined;
-      return new WorkerEngine({ log, ...(limits ? { limits } : {}), ...(persist.stateDir ? { stateDir: persist.stateDir } : {}) });
+      const limits = { ...(init.maxHistoryTurns !== undefined ? { maxHistoryTurns: init.maxHistoryTurns } : {}), ...kv };
+      return new WorkerEngine({ log, limits, ...(persist.stateDir ? { stateDir: persist.stateDir, conversationMaxAgeMs: PERSISTED_CONVERSATION_DAYS * 86_400_000 } : {}) });
     } catch (e) {
       const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
       log(`[error] engine unavailable: ${reason}`);
@@ -161,7 +164,10 @@ async function runShared(flags: ServeFlags): Promise<number | undefined> {
   const modelRoots = [...flags.modelRoots, ...(flags.model ? [path.dirname(flags.model)] : [])];
   const engineInit: LensInitializationOptions = flags.maxHistoryTurns !== undefined ? { maxHistoryTurns: flags.maxHistoryTurns } : {};
   const persist = flags.noPersist ? {} : { stateDir };
-  const factory = defaultEngineFactory(logLine, persist);
+  const factory = defaultEngineFactory(logLine, persist, {
+    ...(flags.maxKvMb !== undefined ? { maxKvBytes: flags.maxKvMb * 1024 * 1024 } : {}),
+    ...(flags.maxKvMbPerClient !== undefined ? { maxKvBytesPerOwner: flags.maxKvMbPerClient * 1024 * 1024 } : {}),
+  });
   const core = new DaemonCore(() => factory(engineInit), { shared: true, limits: flags.limits, modelRoots, log: (level, line) => logLine(`[${level}] ${line}`) });
   let server: WsServer;
   try {

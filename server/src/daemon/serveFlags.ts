@@ -24,6 +24,10 @@ export interface ServeFlags {
   device?: Device;
   dtype?: string;
   maxHistoryTurns?: number;
+  /** KV cache kept over all conversations, MiB. */
+  maxKvMb?: number;
+  /** KV cache kept per client, MiB. */
+  maxKvMbPerClient?: number;
   maxMessageBytes?: number;
   maxConnections?: number;
   limits: Partial<DaemonLimits>;
@@ -59,6 +63,8 @@ export function parseServeFlags(argv: string[]): ServeFlags {
         device: { type: 'string' },
         dtype: { type: 'string' },
         'max-history-turns': { type: 'string' },
+        'max-kv-mb': { type: 'string' },
+        'max-kv-mb-per-client': { type: 'string' },
         'queue-limit': { type: 'string' },
         'max-message-bytes': { type: 'string' },
         'max-connections': { type: 'string' },
@@ -80,7 +86,7 @@ export function parseServeFlags(argv: string[]): ServeFlags {
   const modes = [v.stdio && 'stdio', v['node-ipc'] && 'ipc', v.ws !== undefined && 'ws'].filter(Boolean) as ServeFlags['mode'][];
   if (modes.length !== 1) throw new Error('choose exactly one of --stdio, --node-ipc or --ws <port>.');
   const mode = modes[0];
-  const wsOnly = ['host', 'allow-remote', 'allow-origin', 'tls-cert', 'tls-key', 'model', 'model-root', 'device', 'dtype', 'max-history-turns', 'max-connections', 'max-message-bytes', 'keep-conversations-minutes'] as const;
+  const wsOnly = ['host', 'allow-remote', 'allow-origin', 'tls-cert', 'tls-key', 'model', 'model-root', 'device', 'dtype', 'max-history-turns', 'max-kv-mb', 'max-kv-mb-per-client', 'max-connections', 'max-message-bytes', 'keep-conversations-minutes'] as const;
   if (mode !== 'ws') {
     const stray = wsOnly.filter((k) => v[k] !== undefined);
     if (stray.length) throw new Error(`${stray.map((k) => `--${k}`).join(', ')} only apply to --ws (a private daemon takes these from its client's initializationOptions).`);
@@ -130,6 +136,10 @@ export function parseServeFlags(argv: string[]): ServeFlags {
   if (v.dtype !== undefined) flags.dtype = v.dtype;
   const mht = int('max-history-turns', v['max-history-turns'], 0);
   if (mht !== undefined) flags.maxHistoryTurns = mht;
+  const kvAll = int('max-kv-mb', v['max-kv-mb'], 1);
+  if (kvAll !== undefined) flags.maxKvMb = kvAll;
+  const kvClient = int('max-kv-mb-per-client', v['max-kv-mb-per-client'], 1);
+  if (kvClient !== undefined) flags.maxKvMbPerClient = kvClient;
   const mmb = int('max-message-bytes', v['max-message-bytes'], 1024);
   if (mmb !== undefined) flags.maxMessageBytes = mmb;
   const mc = int('max-connections', v['max-connections'], 1);

@@ -4,7 +4,8 @@
  * A conversation keeps what the template needs to re-render it (messages), the ids that are in
  * the model's context (image tokens expanded) with the features of every image, and the KV cache
  * covering a prefix of those ids. Only the most recently used conversations keep a KV cache
- * (`maxCachedKv`); the others are re-prefilled from their ids and features when resumed.
+ * (`maxCachedKv`, and at most `maxKvBytes` in all and `maxKvBytesPerOwner` per client of a
+ * shared daemon); the others are re-prefilled from their ids and features when resumed.
  * With a state folder, the engine also writes each completed turn to the conversation log
  * (conversationLog.ts) and restores conversations this store no longer holds from it.
  */
@@ -24,6 +25,8 @@ export interface Conversation {
   lastAnswerIds: number[];
   cache?: KvCache;
   lastUsed: number;
+  /** The client that used it last (shared daemon), for the per-client KV bound. */
+  owner?: string;
   /**
    * What the conversation log already holds (undefined when not persisted): the context ids it
    * replays to, how many of `messages` it has, and the history ranges dropped since (`[start,
@@ -39,9 +42,13 @@ export interface ConversationLimits {
   maxCachedKv: number;
   /** User turns kept per conversation (older turns dropped). */
   maxHistoryTurns: number;
+  /** Bytes of KV cache kept over all conversations; 0 = no byte bound. */
+  maxKvBytes: number;
+  /** Bytes of KV cache kept per owner (client); 0 = no bound. */
+  maxKvBytesPerOwner: number;
 }
 
-export const DEFAULT_LIMITS: ConversationLimits = { maxConversations: 64, maxCachedKv: 4, maxHistoryTurns: 16 };
+export const DEFAULT_LIMITS: ConversationLimits = { maxConversations: 64, maxCachedKv: 4, maxHistoryTurns: 16, maxKvBytes: 2 * 1024 ** 3, maxKvBytesPerOwner: 0 };
 
 export class ConversationStore {
   private readonly map = new Map<string, Conversation>();
@@ -59,16 +66,30 @@ export class ConversationStore {
     return c;
   }
 
-  /** Marks `c` used now and enforces the limits on the others. */
+  /**
+   * Marks `c` used now and enforces the limits on the others: least recently used caches go
+   * first. `c` keeps its cache even when it alone is over a byte bound (it is the one in use).
+   */
   touch(c: Conversation): void {
     c.lastUsed = Date.now();
     const byAge = [...this.map.values()].sort((a, b) => b.lastUsed - a.lastUsed);
-    byAge.slice(this.limits.maxCachedKv).forEach((x) => {
-      if (x !== c) {
-        x.cache?.dispose();
-        x.cache = undefined;
+    const drop = (x: Conversation) => {
+      x.cache?.dispose();
+      x.cache = undefined;
+    };
+    byAge.slice(this.limits.maxCachedKv).forEach((x) => x !== c && drop(x));
+    const trim = (group: Conversation[], max: number) => {
+      if (max <= 0) return;
+      let total = group.reduce((n, x) => n + (x.cache?.bytes() ?? 0), 0);
+      for (const x of [...group].reverse()) {
+        if (total <= max) break;
+        if (x === c || !x.cache) continue;
+        total -= x.cache.bytes();
+        drop(x);
       }
-    });
+    };
+    if (c.owner !== undefined) trim(byAge.filter((x) => x.owner === c.owner), this.limits.maxKvBytesPerOwner);
+    trim(byAge, this.limits.maxKvBytes);
     byAge.slice(this.limits.maxConversations).forEach((x) => {
       if (x !== c) this.delete(x.id);
     });

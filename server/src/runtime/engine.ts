@@ -327,6 +327,7 @@ export class OnnxEngine implements Engine {
     conv.images = [...(plan.reuse ? conv.images : plan.historyImages), ...feats];
     conv.lastAnswerIds = gen.tokenIds;
     conv.cache = gen.cache;
+    if (req.owner !== undefined) conv.owner = req.owner;
     this.store.touch(conv);
     await this.persist(m, conv, stored);
 

@@ -122,6 +122,8 @@ export interface AskRequest {
    * encoder runs. Undefined: only the model's context bounds the prompt.
    */
   maxPromptTokens?: number;
+  /** Who asks (a shared daemon's client id): bounds KV cache memory per client (`maxKvBytesPerOwner`). */
+  owner?: string;
   options: GenerationOptions;
 }
 
