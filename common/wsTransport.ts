@@ -18,8 +18,10 @@
  * A notification that fails these checks is answered too (with id null): the peer learns why.
  */
 import type { ClientRequestArgs } from 'node:http';
-import { AbstractMessageReader, AbstractMessageWriter, Disposable, ErrorCodes } from 'vscode-jsonrpc';
-import type { DataCallback, Message, MessageReader, MessageWriter } from 'vscode-jsonrpc';
+// The /node entry also installs vscode-jsonrpc's Node runtime, which a process using only this
+// module with vscode-languageserver's main entry would otherwise lack.
+import { AbstractMessageReader, AbstractMessageWriter, Disposable, ErrorCodes } from 'vscode-jsonrpc/node';
+import type { DataCallback, Message, MessageReader, MessageWriter } from 'vscode-jsonrpc/node';
 import WebSocket from 'ws';
 
 /** Deepest JSON nesting accepted in one message (LSP messages need well under 10). */

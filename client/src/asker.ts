@@ -2,16 +2,19 @@
  * The asking flow: which images (explorer selection, the active image preview, a file picker),
  * checking them, the question, and streaming the daemon's answer and tool steps into the panel.
  * Every question ends its turn (done, cancelled or error) — nothing waits forever.
+ * A remote daemon (`llavaLens.remote.url`) gets the images' bytes, read through
+ * `vscode.workspace.fs`; the local daemon gets their paths.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { LensErrorCode } from '../../common/errors';
-import type { AskParams, AskResult } from '../../common/protocol';
+import type { AskParams, AskResult, ImageParam } from '../../common/protocol';
 import { hasImageExtension } from './commandTable';
 import type { LensDaemon } from './daemon/lensDaemon';
 import { advice, adviceForDaemonError, type Advice } from './errorAdvice';
 import { sniffImage, SNIFF_BYTES } from './imageFile';
+import { imageBytesParam } from './imageParams';
 import type { Notifier } from './notify';
 import type { ImageView } from './panel/messages';
 import { stepView, timingsView } from './panel/model';
@@ -163,7 +166,8 @@ export class Asker implements PanelActions {
       this.daemon.inFlight++;
       try {
         const client = await this.daemon.ensureStarted();
-        const r = await client.runTool({ name: 'ocr', image: { path: image.path } }, cts.token);
+        const [imageParam] = await this.imageParams([image]);
+        const r = await client.runTool({ name: 'ocr', image: imageParam }, cts.token);
         panel.step(turnId, stepView({ streamId: '', index: 0, tool: 'ocr', args: {}, observation: r.summary, ...(r.artefacts ? { artefacts: r.artefacts } : {}), ...(r.error ? { error: r.error } : {}), ms: r.ms }));
         const data = r.data as { text?: string; lines?: unknown[] } | undefined;
         if (r.status === 'cancelled') panel.endTurn(turnId, 'cancelled', '', undefined, 'Stopped.');
@@ -182,6 +186,16 @@ export class Asker implements PanelActions {
         cts.dispose();
       }
     }
+  }
+
+  /**
+   * The images as the daemon in use takes them: paths for the local daemon; for a remote one, the
+   * files' bytes (it cannot read this machine's files), read through `vscode.workspace.fs`.
+   * Call after `ensureStarted` (which decides local or remote). Rejects naming an unreadable or too large file.
+   */
+  private async imageParams(images: ImageView[]): Promise<ImageParam[]> {
+    if (!this.daemon.remoteUrl) return images.map((i) => ({ path: i.path }));
+    return Promise.all(images.map(async (i) => imageBytesParam(await vscode.workspace.fs.readFile(vscode.Uri.file(i.path)), i.name)));
   }
 
   async inputQuestion(images: ImageView[]): Promise<string | undefined> {
@@ -232,7 +246,7 @@ export class Asker implements PanelActions {
       }
       const params = {
         prompt: question,
-        images: images.map((i) => ({ path: i.path })),
+        images: await this.imageParams(images),
         ...toAskOptions(this.settings(), images.length),
         ...(explain ? { explain } : {}),
         ...(conversationId ? { conversationId } : {}),
@@ -254,7 +268,7 @@ export class Asker implements PanelActions {
           // The daemon no longer knows the conversation: ask again with the conversation's images.
           note = 'The daemon no longer had this conversation, so the earlier answers are not in the model’s context; the images were sent again.';
           images = [...panel.conversationImages(), ...imagesIn];
-          result = await client.ask({ ...params, conversationId: undefined, images: images.map((i) => ({ path: i.path })) }, (d) => {
+          result = await client.ask({ ...params, conversationId: undefined, images: await this.imageParams(images) }, (d) => {
             text += d.text;
             panel.delta(turnId, d.text);
           }, cts.token, (step) => panel.step(turnId, stepView(step)));
@@ -298,7 +312,7 @@ export class Asker implements PanelActions {
     const client = await this.daemon.ensureStarted();
     this.daemon.inFlight++;
     try {
-      const result = await client.ask({ prompt: question, images: [{ path: image.path }], ...toAskOptions(this.settings()) }, undefined, token);
+      const result = await client.ask({ prompt: question, images: await this.imageParams([image]), ...toAskOptions(this.settings()) }, undefined, token);
       void client.forgetConversation(result.conversationId).catch(() => undefined);
       return result;
     } finally {

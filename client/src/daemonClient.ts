@@ -2,14 +2,22 @@
  * `LensClient`: the typed client of the LLaVA Lens daemon, shared by the CLI and the VS Code
  * extension (which wraps it; this file must not import 'vscode').
  *
- * Either spawn a daemon (`LensClient.spawnStdio`) or wrap an existing vscode-jsonrpc
- * `MessageConnection` (`new LensClient(connection)`, e.g. over in-memory streams in tests).
+ * Either spawn a daemon (`LensClient.spawnStdio`), connect to a shared one over WebSocket
+ * (`LensClient.connectWebSocket`), or wrap an existing vscode-jsonrpc `MessageConnection`
+ * (`new LensClient(connection)`, e.g. over in-memory streams in tests).
  * Methods may be called concurrently; the daemon queues engine work in arrival order.
+ *
+ * Over WebSocket the daemon is shared with other clients: send images as bytes
+ * (`readImageParam` in imageParams.ts; a shared daemon refuses paths from remote clients), and
+ * leave with `dispose()`, which closes the socket (`shutdown()` + `exit` are for a daemon the
+ * client owns; a shared one keeps serving the others either way).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { CancellationToken, Emitter, type Disposable, type Event, type MessageConnection } from 'vscode-jsonrpc';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import type WebSocket from 'ws';
+import { CloseCode, connectWebSocket, WebSocketMessageReader, WebSocketMessageWriter, type ConnectOptions } from '../../common/wsTransport';
 import {
   AgentStepNotification,
   AnswerDeltaNotification,
@@ -60,6 +68,8 @@ export interface SpawnOptions {
 }
 
 export interface InitializeOptions {
+  /** `initialize.processId`; default this process's id, or null over WebSocket (the daemon may run elsewhere). */
+  processId?: number | null;
   initializationOptions?: LensInitializationOptions;
   workspaceFolders?: WorkspaceFolder[];
   clientName?: string;
@@ -89,6 +99,25 @@ export class DaemonExitedError extends Error {
   }
 }
 
+/**
+ * Thrown (as the rejection of pending and later calls) when a WebSocket connection to a daemon
+ * closed without `dispose()`: the daemon stopped, the network dropped, or the daemon closed it
+ * (the code and reason say why: 1008 policy, 1009 message too big, 4008 reading too slowly…).
+ */
+export class ConnectionClosedError extends Error {
+  constructor(
+    readonly url: string,
+    readonly closeCode: number,
+    readonly reason: string,
+  ) {
+    super(
+      `The connection to the LLaVA Lens daemon at ${url} closed unexpectedly (code ${closeCode}${reason ? `: ${reason}` : closeCode === 1006 ? ', the connection dropped' : ''}). ` +
+        'Check that the daemon still runs there, then connect again.',
+    );
+    this.name = 'ConnectionClosedError';
+  }
+}
+
 const STDERR_TAIL_CHARS = 4000;
 
 /**
@@ -105,7 +134,10 @@ export class LensClient implements Disposable {
   private readonly stepStreams = new Map<string, (s: AgentStepParams) => void>();
   private lastStatusValue: LensStatus | undefined;
   private childExit: Promise<void> | undefined;
-  private exitError: DaemonExitedError | undefined;
+  private exitError: DaemonExitedError | ConnectionClosedError | undefined;
+  private socket: WebSocket | undefined;
+  /** The daemon's URL when connected over WebSocket. */
+  private urlValue: string | undefined;
   private stderrTail = '';
   private shuttingDown = false;
 
@@ -164,6 +196,31 @@ export class LensClient implements Disposable {
     return client;
   }
 
+  /**
+   * Connects to a daemon serving WebSocket (`llava-lens serve --ws <port>`). Rejects with a
+   * `ConnectError` (common/wsTransport.ts) carrying the daemon's reason when it refuses (wrong
+   * token, origin, address) or cannot be reached. Once connected, an unexpected close rejects the
+   * pending calls (and later ones) with a `ConnectionClosedError` naming the URL, code and reason.
+   */
+  static async connectWebSocket(url: string, opts: ConnectOptions): Promise<LensClient> {
+    const socket = await connectWebSocket(url, opts);
+    const connection = createMessageConnection(new WebSocketMessageReader(socket), new WebSocketMessageWriter(socket));
+    const client = new LensClient(connection);
+    client.socket = socket;
+    client.urlValue = url;
+    socket.on('error', () => undefined); // reported by 'close', which always follows
+    socket.once('close', (code: number, reason: Buffer) => {
+      if (!client.shuttingDown) client.exitError = new ConnectionClosedError(url, code, reason.toString('utf8'));
+      connection.dispose(); // rejects the pending calls; call() reports exitError instead
+    });
+    return client;
+  }
+
+  /** The daemon's WebSocket URL, or undefined for a spawned or wrapped connection. */
+  get url(): string | undefined {
+    return this.urlValue;
+  }
+
   /** The last `lens/status` received. */
   get lastStatus(): LensStatus | undefined {
     return this.lastStatusValue;
@@ -173,7 +230,7 @@ export class LensClient implements Disposable {
   async initialize(opts: InitializeOptions = {}): Promise<LensInitializeResult> {
     const result = await this.call(() =>
       this.connection.sendRequest(InitializeRequest, {
-        processId: process.pid,
+        processId: opts.processId !== undefined ? opts.processId : this.socket ? null : process.pid,
         clientInfo: { name: opts.clientName ?? 'llava-lens-client', ...(opts.clientVersion ? { version: opts.clientVersion } : {}) },
         rootUri: null,
         capabilities: { window: { workDoneProgress: true } },
@@ -278,13 +335,16 @@ export class LensClient implements Disposable {
     }
   }
 
+  /** Closes the connection (over WebSocket: the socket, normally; the shared daemon keeps running). */
   dispose(): void {
+    this.shuttingDown = true;
+    if (this.socket && this.socket.readyState !== this.socket.CLOSED) this.socket.close(CloseCode.Normal, 'client done');
     this.connection.dispose();
     this.statusEmitter.dispose();
     this.logEmitter.dispose();
   }
 
-  /** Runs a request; if the daemon died meanwhile, reports that instead of a transport error. */
+  /** Runs a request; if the daemon died (or the socket closed) meanwhile, reports that instead of a transport error. */
   private async call<T>(send: () => Promise<T>): Promise<T> {
     if (this.exitError) throw this.exitError;
     try {
@@ -293,8 +353,8 @@ export class LensClient implements Disposable {
       if (this.child && !this.shuttingDown) {
         // a dead daemon surfaces first as a write/dispose error; prefer the clearer exit error
         await Promise.race([this.childExit, Promise.resolve()]);
-        if (this.exitError) throw this.exitError;
       }
+      if (this.exitError && !this.shuttingDown) throw this.exitError;
       throw e;
     }
   }

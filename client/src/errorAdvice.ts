@@ -9,7 +9,8 @@ import { IMAGE_EXTENSIONS } from './commandTable';
 export type FixAction =
   | { kind: 'openSetting'; setting: string; label?: string }
   | { kind: 'showLogs' }
-  | { kind: 'restartDaemon' }
+  | { kind: 'restartDaemon'; label?: string }
+  | { kind: 'setRemoteToken' }
   | { kind: 'selectModel' }
   | { kind: 'chooseImage' }
   | { kind: 'openSettings' };
@@ -27,7 +28,9 @@ export function fixLabel(a: FixAction): string {
     case 'showLogs':
       return 'Show Logs';
     case 'restartDaemon':
-      return 'Restart Daemon';
+      return a.label ?? 'Restart Daemon';
+    case 'setRemoteToken':
+      return 'Set Token…';
     case 'selectModel':
       return 'Select Model…';
     case 'chooseImage':
@@ -68,11 +71,53 @@ export const advice = {
       actions: [{ kind: 'selectModel' }],
     };
   },
-  remoteNotAvailable(url: string): Advice {
+  /**
+   * A remote daemon (`llavaLens.remote.url`) could not be reached or refused the connection.
+   * `status` is the HTTP status of a refusal (401 token, 403 origin/address), `noToken` when no
+   * token is stored, `reason` the daemon's own words (or the network error).
+   */
+  remoteConnectFailed(url: string, reason: string, o: { status?: number; noToken?: boolean } = {}): Advice {
+    if (o.noToken) {
+      return {
+        severity: 'error',
+        message: `LLaVA Lens: no token is set for the remote daemon at ${url}. Set it (the daemon's operator has it; the daemon says where it keeps it when it starts), or clear llavaLens.remote.url to use a local daemon.`,
+        actions: [{ kind: 'setRemoteToken' }, { kind: 'openSettings' }],
+      };
+    }
+    if (o.status === 401) {
+      return {
+        severity: 'error',
+        message: `LLaVA Lens: the remote daemon at ${url} refused the token (${reason}). Set the daemon's current token.`,
+        actions: [{ kind: 'setRemoteToken' }, { kind: 'openSettings' }],
+      };
+    }
+    if (o.status !== undefined) {
+      return {
+        severity: 'error',
+        message: `LLaVA Lens: the remote daemon at ${url} refused the connection (${reason}). Ask its operator to allow this client, or change llavaLens.remote.url.`,
+        actions: [{ kind: 'openSettings' }, { kind: 'setRemoteToken' }, { kind: 'showLogs' }],
+      };
+    }
+    return {
+      severity: 'error',
+      message: `LLaVA Lens: could not connect to the remote daemon at ${url} (${reason}). Check that it runs and the URL, then retry.`,
+      actions: [{ kind: 'restartDaemon', label: 'Retry' }, { kind: 'openSettings' }, { kind: 'showLogs' }],
+    };
+  },
+  remoteDropped(url: string, lostAnswer: boolean): Advice {
     return {
       severity: 'warning',
-      message: `LLaVA Lens: remote daemons are not available in this version, so llavaLens.remote.url (${url}) is not used; answers come from the local daemon.`,
-      actions: [{ kind: 'openSetting', setting: 'llavaLens.remote.url', label: 'Open Setting' }],
+      message:
+        `LLaVA Lens: the connection to the remote daemon at ${url} dropped; reconnecting.` +
+        (lostAnswer ? ' The answer in flight was lost (ask again); the conversation stays in the panel.' : ''),
+      actions: [{ kind: 'showLogs' }],
+    };
+  },
+  remoteGaveUp(url: string, reason: string): Advice {
+    return {
+      severity: 'error',
+      message: `LLaVA Lens: could not reconnect to the remote daemon at ${url} (${reason}). Check that it runs, then reconnect.`,
+      actions: [{ kind: 'restartDaemon', label: 'Reconnect' }, { kind: 'openSettings' }, { kind: 'showLogs' }],
     };
   },
   testModelNotice(): Advice {

@@ -18,10 +18,8 @@ import { createNotifier } from './notify';
 import { isPanelState, EMPTY_STATE } from './panel/messages';
 import { restoredState } from './panel/model';
 import { LensPanel, PANEL_VIEW_TYPE } from './panel/panel';
-import { readSettings, SECTION, settingsEffects, type LensSettings } from './settings';
+import { readSettings, REMOTE_TOKEN_SECRET, SECTION, settingsEffects, type LensSettings } from './settings';
 import { presentStatus } from './statusText';
-
-const REMOTE_TOKEN_SECRET = 'llavaLens.remoteToken';
 
 export function activate(context: vscode.ExtensionContext): void {
   const output = vscode.window.createOutputChannel('LLaVA Lens', { log: true });
@@ -57,7 +55,9 @@ export function activate(context: vscode.ExtensionContext): void {
   status.name = 'LLaVA Lens';
   status.command = 'llavaLens.statusMenu';
   const showStatus = () => {
-    const p = presentStatus(daemon.view, { remoteIgnored: current.remoteUrl !== '' });
+    // The daemon in use; before the first use, the one the settings name.
+    const remoteUrl = daemon.view.phase === 'idle' ? current.remoteUrl || undefined : daemon.remoteUrl;
+    const p = presentStatus(daemon.view, remoteUrl ? { remoteUrl } : {});
     status.text = p.text;
     status.tooltip = p.tooltip;
     status.backgroundColor = p.error ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
@@ -88,9 +88,13 @@ export function activate(context: vscode.ExtensionContext): void {
       const before = current;
       current = read();
       const fx = settingsEffects(before, current);
-      if (fx.remote && current.remoteUrl) void notify(advice.remoteNotAvailable(current.remoteUrl));
       if (fx.diagnostics) altText.refreshAll();
-      if (fx.restartDaemon && daemon.isRunning) {
+      if (fx.remote && daemon.view.phase !== 'idle') {
+        // Leave the daemon in use (local or remote) for the one the settings now name.
+        log(`llavaLens.remote.* changed: switching to ${current.remoteUrl || 'a local daemon'}` + (daemon.inFlight ? ' after the current answer.' : '.'));
+        if (daemon.inFlight) restartWhenIdle = true;
+        else void daemon.restart().catch(() => undefined);
+      } else if (fx.restartDaemon && daemon.isRunning) {
         log('Settings that the daemon takes at start changed: restarting it' + (daemon.inFlight ? ' after the current answer.' : '.'));
         if (daemon.inFlight) restartWhenIdle = true;
         else void daemon.restart().catch(() => undefined);
@@ -143,7 +147,7 @@ export function activate(context: vscode.ExtensionContext): void {
       if (asker.busy) asker.stop();
       else void vscode.window.setStatusBarMessage('LLaVA Lens: no answer to stop', 2000);
     },
-    'llavaLens.setRemoteToken': () => setRemoteToken(context),
+    'llavaLens.setRemoteToken': () => setRemoteToken(context, daemon, settings),
     'llavaLens.showPanel': () => LensPanel.show(context, asker, false),
   };
   for (const spec of COMMANDS) {
@@ -171,7 +175,8 @@ async function statusMenu(asker: Asker): Promise<void> {
   if (picked) await vscode.commands.executeCommand(picked.command);
 }
 
-async function setRemoteToken(context: vscode.ExtensionContext): Promise<void> {
+/** Stores (or deletes) the remote daemon's token; with `llavaLens.remote.url` set, connects with it at once. */
+async function setRemoteToken(context: vscode.ExtensionContext, daemon: LensDaemon, settings: () => LensSettings): Promise<void> {
   const token = await vscode.window.showInputBox({
     title: 'LLaVA Lens: remote daemon token',
     prompt: 'Kept in VS Code’s secret storage. Leave empty to delete it.',
@@ -179,13 +184,19 @@ async function setRemoteToken(context: vscode.ExtensionContext): Promise<void> {
     ignoreFocusOut: true,
   });
   if (token === undefined) return;
-  if (token === '') {
+  if (token.trim() === '') {
     await context.secrets.delete(REMOTE_TOKEN_SECRET);
     void vscode.window.showInformationMessage('LLaVA Lens: remote daemon token deleted.');
     return;
   }
-  await context.secrets.store(REMOTE_TOKEN_SECRET, token);
-  void vscode.window.showInformationMessage('LLaVA Lens: token saved. Remote daemons are not available in this version yet; it will be used once they are.');
+  await context.secrets.store(REMOTE_TOKEN_SECRET, token.trim());
+  const url = settings().remoteUrl;
+  if (!url) {
+    void vscode.window.showInformationMessage('LLaVA Lens: token saved. Set llavaLens.remote.url to use the remote daemon.');
+    return;
+  }
+  void vscode.window.setStatusBarMessage(`LLaVA Lens: token saved; connecting to ${url}`, 5000);
+  if (!daemon.isRunning || daemon.remoteUrl !== url) await daemon.restart().catch(() => undefined); // a refusal is reported by LensDaemon
 }
 
 async function askAboutClipboard(context: vscode.ExtensionContext, asker: Asker, notify: ReturnType<typeof createNotifier>): Promise<void> {

@@ -2,6 +2,10 @@
  * "Select Model…": the models found under `llavaLens.modelFolders` (via `lens/listModels`), the
  * embedded test model, or a folder chosen on disk. The choice is written to `llavaLens.model`
  * (workspace settings when a folder is open), and the settings listener loads it.
+ *
+ * With a remote daemon (`llavaLens.remote.url`) the model is its operator's choice: the list is
+ * the daemon's own `lens/listModels` (its folders, on its machine), and picking one loads it there
+ * (for every client of that daemon) after a confirmation; nothing is written to the settings.
  */
 import * as vscode from 'vscode';
 import type { ModelEntry } from '../../common/protocol';
@@ -20,6 +24,7 @@ function variantsText(m: ModelEntry): string {
 
 export async function selectModel(daemon: LensDaemon, settings: () => LensSettings, log: (line: string) => void): Promise<void> {
   const s = settings();
+  if (s.remoteUrl) return selectRemoteModel(daemon, s.remoteUrl, log);
   const items: ModelItem[] = [];
   let models: ModelEntry[] = [];
   if (s.modelFolders.length) {
@@ -78,5 +83,54 @@ export async function selectModel(daemon: LensDaemon, settings: () => LensSettin
       }
       return;
     }
+  }
+}
+
+interface RemoteModelItem extends vscode.QuickPickItem {
+  path?: string;
+}
+
+async function selectRemoteModel(daemon: LensDaemon, url: string, log: (line: string) => void): Promise<void> {
+  let client;
+  try {
+    client = await daemon.ensureStarted();
+  } catch {
+    return; // LensDaemon told the user why
+  }
+  let models: ModelEntry[] = [];
+  try {
+    models = (await client.listModels({})).models;
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    log(`[models] listing the remote daemon's models failed: ${message}`);
+    void vscode.window.showErrorMessage(`LLaVA Lens: the daemon at ${url} did not list its models (${message}).`);
+    return;
+  }
+  const current = client.lastStatus?.model?.path ?? daemon.capabilities?.modelLoaded?.path;
+  const items: RemoteModelItem[] = models.map((m) => ({
+    path: m.path,
+    label: `${m.path === current ? '$(check) ' : ''}${m.name}`,
+    description: `${m.modelType} ${variantsText(m)}`.trim(),
+    detail: m.path,
+  }));
+  if (items.length === 0) items.push({ label: `The daemon at ${url} lists no models`, detail: 'Its operator chooses its model folders (on the daemon’s machine).' });
+  const picked = await vscode.window.showQuickPick(items, { title: `LLaVA Lens: models of the daemon at ${url}`, matchOnDetail: true });
+  if (!picked?.path || picked.path === current) return;
+  const load = 'Load for Everyone';
+  const ok = await vscode.window.showWarningMessage(
+    `Load ${picked.label} in the shared daemon at ${url}? It replaces the model for every client of that daemon.`,
+    { modal: true },
+    load,
+  );
+  if (ok !== load) return;
+  const path = picked.path;
+  try {
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `LLaVA Lens: loading ${path} at ${url}`, cancellable: true }, (progress, token) =>
+      client.loadModel({ path }, (p) => progress.report({ message: p.message ?? '' }), token),
+    );
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    log(`[models] loading ${path} at ${url} failed: ${message}`);
+    void vscode.window.showErrorMessage(`LLaVA Lens: the daemon at ${url} did not load ${path} (${message}).`);
   }
 }

@@ -37,6 +37,9 @@ export async function runFix(action: FixAction, onChooseImage?: (uris: vscode.Ur
     case 'restartDaemon':
       await vscode.commands.executeCommand('llavaLens.restartDaemon');
       return;
+    case 'setRemoteToken':
+      await vscode.commands.executeCommand('llavaLens.setRemoteToken');
+      return;
     case 'selectModel':
       await vscode.commands.executeCommand('llavaLens.selectModel');
       return;

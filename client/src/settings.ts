@@ -8,6 +8,8 @@ import { DEVICES, DTYPES, MODEL_FILE_ROLES } from '../../common/protocol';
 import type { AskParams, Device, DtypeSpec, LensInitializationOptions, ModelFileRole } from '../../common/protocol';
 
 export const SECTION = 'llavaLens';
+/** SecretStorage key of the remote daemon's token (command "Set Remote Daemon Token…"). */
+export const REMOTE_TOKEN_SECRET = 'llavaLens.remoteToken';
 
 export interface LensSettings {
   modelFolders: string[];
@@ -21,8 +23,10 @@ export interface LensSettings {
   maxImageMegapixels: number;
   toolsEnabled: boolean;
   altTextDiagnostics: boolean;
-  /** '' = local daemon. */
+  /** '' = local daemon; else the `ws://` / `wss://` URL of a shared daemon (its token is in SecretStorage). */
   remoteUrl: string;
+  /** PEM file of certificate(s) to trust for a `wss://` daemon ('' = the system's CAs). */
+  remoteTlsCa: string;
   /** '' = the Node that runs the extension host. */
   nodePath: string;
 }
@@ -38,6 +42,7 @@ export const DEFAULT_SETTINGS: LensSettings = {
   toolsEnabled: false,
   altTextDiagnostics: true,
   remoteUrl: '',
+  remoteTlsCa: '',
   nodePath: '',
 };
 
@@ -108,6 +113,11 @@ export function readSettings(get: (key: string) => unknown): SettingsRead {
     if (typeof remote === 'string' && (remote.trim() === '' || /^wss?:\/\/\S+$/i.test(remote.trim()))) s.remoteUrl = remote.trim();
     else bad('remote.url', 'a ws:// or wss:// URL (empty for the local daemon)', remote);
   }
+  const ca = get('remote.tlsCa');
+  if (ca !== undefined) {
+    if (typeof ca === 'string') s.remoteTlsCa = ca.trim();
+    else bad('remote.tlsCa', 'a path to a PEM certificate file (empty for the system certificates)', ca);
+  }
   const nodePath = get('daemon.nodePath');
   if (nodePath !== undefined) {
     if (typeof nodePath === 'string') s.nodePath = nodePath.trim();
@@ -134,9 +144,11 @@ export function parseDtype(v: unknown): Parsed<DtypeSpec> {
 
 /**
  * `initialize.initializationOptions` for the daemon. `modelPath` is the folder to load (the
- * configured one, or the embedded default's folder).
+ * configured one, or the embedded default's folder). A remote daemon gets none: its model, model
+ * folders, device and limits are its operator's choice, and this machine's paths mean nothing there.
  */
 export function toInitializationOptions(s: LensSettings, modelPath: string | undefined): LensInitializationOptions {
+  if (s.remoteUrl) return {};
   const init: LensInitializationOptions = {
     modelRoots: [...s.modelFolders],
     device: s.device,
@@ -158,9 +170,11 @@ export function toAskOptions(s: LensSettings, imageCount = 0): Pick<AskParams, '
 /**
  * What a settings change needs, from the old and new values:
  * - `restartDaemon`: options only given at `initialize` changed (image limit, node path);
- * - `reloadModel`: model, precision or device changed (sent as `lens/loadModel`);
+ * - `reloadModel`: model, precision or device changed (sent as `lens/loadModel`; never to a
+ *   remote daemon, whose model is its operator's choice);
  * - `diagnostics`: the alt-text hints were switched;
- * - `remote`: the remote URL changed (the user is told it is not available in this version).
+ * - `remote`: the remote URL or its CA changed: the daemon in use (local or remote) is left and
+ *   the new one is used (connected to at once when one was in use).
  * Everything else (tokens, temperature, folders, tools) applies to the next ask or scan by itself.
  */
 export interface SettingsEffects {
@@ -172,11 +186,13 @@ export interface SettingsEffects {
 
 export function settingsEffects(before: LensSettings, after: LensSettings): SettingsEffects {
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  const restartDaemon = before.maxImageMegapixels !== after.maxImageMegapixels || before.nodePath !== after.nodePath;
+  const remote = before.remoteUrl !== after.remoteUrl || (after.remoteUrl !== '' && before.remoteTlsCa !== after.remoteTlsCa);
+  const local = before.remoteUrl === '' && after.remoteUrl === '';
+  const restartDaemon = local && (before.maxImageMegapixels !== after.maxImageMegapixels || before.nodePath !== after.nodePath);
   return {
     restartDaemon,
-    reloadModel: !restartDaemon && (before.model !== after.model || !same(before.dtype, after.dtype) || before.device !== after.device),
+    reloadModel: local && !restartDaemon && (before.model !== after.model || !same(before.dtype, after.dtype) || before.device !== after.device),
     diagnostics: before.altTextDiagnostics !== after.altTextDiagnostics,
-    remote: before.remoteUrl !== after.remoteUrl,
+    remote,
   };
 }

@@ -25,7 +25,8 @@ function mib(bytes: number): string {
   return `${Math.round(bytes / (1024 * 1024))} MiB`;
 }
 
-export function presentStatus(view: DaemonView, extra: { remoteIgnored?: boolean } = {}): StatusPresentation {
+/** `remoteUrl`: the shared daemon in use (`llavaLens.remote.url`), shown in the tooltip. */
+export function presentStatus(view: DaemonView, extra: { remoteUrl?: string } = {}): StatusPresentation {
   const lines: string[] = [];
   let text: string;
   let error = false;
@@ -40,7 +41,7 @@ export function presentStatus(view: DaemonView, extra: { remoteIgnored?: boolean
       break;
     case 'starting':
       text = `${PREFIX}: starting…`;
-      lines.push('Starting the daemon…');
+      lines.push(extra.remoteUrl ? `Connecting to ${extra.remoteUrl}…` : 'Starting the daemon…');
       break;
     case 'failed':
       text = `${PREFIX}: error`;
@@ -85,7 +86,7 @@ export function presentStatus(view: DaemonView, extra: { remoteIgnored?: boolean
       break;
     }
   }
-  if (extra.remoteIgnored) lines.push('llavaLens.remote.url is set but remote daemons are not available in this version: using the local daemon.');
+  if (extra.remoteUrl) lines.push(`Remote daemon: ${extra.remoteUrl} (shared; its operator chooses the model)`);
   lines.push('Click for actions.');
   return { text, tooltip: lines.join('\n'), error };
 }

@@ -23,7 +23,7 @@ function getter(values: Record<string, unknown>) {
 test('package.json settings: every llavaLens.* key is read, with the same defaults', () => {
   const props: Record<string, { default: unknown }> = pkg.contributes.configuration.properties;
   const keys = Object.keys(props).map((k) => k.replace(/^llavaLens\./, ''));
-  assert.deepEqual(keys.sort(), ['altTextDiagnostics.enabled', 'daemon.nodePath', 'device', 'dtype', 'maxImageMegapixels', 'maxNewTokens', 'model', 'modelFolders', 'remote.url', 'temperature', 'tools.enabled'].sort());
+  assert.deepEqual(keys.sort(), ['altTextDiagnostics.enabled', 'daemon.nodePath', 'device', 'dtype', 'maxImageMegapixels', 'maxNewTokens', 'model', 'modelFolders', 'remote.tlsCa', 'remote.url', 'temperature', 'tools.enabled'].sort());
   const fromDefaults = readSettings((k) => props[`llavaLens.${k}`].default);
   assert.deepEqual(fromDefaults.problems, []);
   assert.deepEqual(fromDefaults.settings, DEFAULT_SETTINGS);
@@ -62,6 +62,8 @@ test('settings map to initializationOptions the daemon accepts', () => {
   assert.equal(embedded.model, '/cache/models/tiny-onevision');
   assert.equal(embedded.dtype, undefined);
   assert.equal(checkInitializationOptions(embedded), undefined);
+  // A remote daemon gets no local paths (model, folders) and no engine settings: its operator chose them.
+  assert.deepEqual(toInitializationOptions({ ...settings, remoteUrl: 'ws://lens:7000' }, settings.model), {});
 });
 
 test('bad setting values fall back to defaults with a message naming the setting', () => {
@@ -100,6 +102,12 @@ test('settings changes: what each needs (no window reload)', () => {
   assert.deepEqual(settingsEffects(base, { ...base, toolsEnabled: true }), { restartDaemon: false, reloadModel: false, diagnostics: false, remote: false });
   assert.equal(settingsEffects(base, { ...base, altTextDiagnostics: false }).diagnostics, true);
   assert.equal(settingsEffects(base, { ...base, remoteUrl: 'ws://x' }).remote, true);
+  const remote = { ...base, remoteUrl: 'wss://x' };
+  assert.equal(settingsEffects(remote, { ...remote, remoteTlsCa: '/ca.pem' }).remote, true);
+  assert.equal(settingsEffects(base, { ...base, remoteTlsCa: '/ca.pem' }).remote, false, 'the CA alone matters only with a URL');
+  assert.deepEqual(settingsEffects(remote, { ...remote, model: '/m', device: 'cpu', maxImageMegapixels: 10 }), { restartDaemon: false, reloadModel: false, diagnostics: false, remote: false }, 'a remote daemon\'s model and limits are not ours');
+  assert.equal(readSettings(getter({ 'remote.tlsCa': ' /etc/lens/ca.pem ' })).settings.remoteTlsCa, '/etc/lens/ca.pem');
+  assert.equal(readSettings(getter({ 'remote.tlsCa': 7 })).problems.length, 1);
   assert.deepEqual(settingsEffects(base, { ...base, maxNewTokens: 9, temperature: 1, modelFolders: ['/x'] }), { restartDaemon: false, reloadModel: false, diagnostics: false, remote: false });
 });
 
@@ -138,7 +146,9 @@ test('status bar texts and tooltips', () => {
   assert.match(err.tooltip, /config.json missing/);
   assert.equal(presentStatus({ phase: 'failed', message: 'did not start' }).text, '$(eye) LLaVA Lens: error');
   assert.equal(presentStatus(running({ state: 'ready' })).text, '$(eye) LLaVA Lens: no model');
-  assert.match(presentStatus({ phase: 'idle' }, { remoteIgnored: true }).tooltip, /not available in this version/);
+  assert.match(presentStatus(running({ state: 'ready', model: MODEL }), { remoteUrl: 'wss://lens:7000' }).tooltip, /Remote daemon: wss:\/\/lens:7000/);
+  assert.match(presentStatus({ phase: 'starting' }, { remoteUrl: 'ws://lens:7000' }).tooltip, /Connecting to ws:\/\/lens:7000/);
+  assert.doesNotMatch(presentStatus(running({ state: 'ready', model: MODEL })).tooltip, /Remote/);
 });
 
 test('panel status line while a question waits', () => {
@@ -169,8 +179,15 @@ test('every failure becomes a notification with a button that fixes it', () => {
   assert.match(advice.daemonRestarted(true).message, /answer in flight was lost/);
   assert.match(advice.daemonRestarted(false).message, /nothing was lost/);
   assert.deepEqual(advice.daemonGaveUp(true).actions.map((a) => a.kind), ['showLogs', 'restartDaemon']);
-  assert.match(advice.remoteNotAvailable('ws://h:1').message, /not available in this version/);
-  assert.equal(advice.remoteNotAvailable('ws://h:1').actions[0].kind, 'openSetting');
+  // A remote daemon that refuses (no token, wrong token) offers Set Token… and Open Settings.
+  for (const refused of [advice.remoteConnectFailed('ws://h:1', 'no token', { noToken: true }), advice.remoteConnectFailed('ws://h:1', 'wrong token', { status: 401 })]) {
+    assert.deepEqual(refused.actions.map(fixLabel), ['Set Token…', 'Open Settings']);
+    assert.match(refused.message, /ws:\/\/h:1/);
+  }
+  assert.match(advice.remoteConnectFailed('ws://h:1', 'wrong token', { status: 401 }).message, /refused the token \(wrong token\)/);
+  assert.equal(advice.remoteConnectFailed('ws://h:1', 'nothing listens').actions[0].kind, 'restartDaemon');
+  assert.equal(fixLabel(advice.remoteGaveUp('ws://h:1', 'ECONNREFUSED').actions[0]), 'Reconnect');
+  assert.match(advice.remoteDropped('ws://h:1', true).message, /reconnecting.*answer in flight was lost/);
   assert.deepEqual(advice.testModelNotice().actions.map((a) => a.kind), ['selectModel', 'openSettings']);
   assert.equal(advice.defaultModelFailed('disk full').actions[0].kind, 'selectModel');
   for (const a of [advice.notAnImage('x'), tooLarge, advice.daemonGaveUp(false)]) for (const f of a.actions) assert.ok(fixLabel(f).length > 0);

@@ -3,6 +3,13 @@
  * IPC, restarted automatically after a crash (bounded: 4 restarts in 3 minutes), stopped with the
  * extension. Publishes a `DaemonView` for the status bar and tells the user what a crash cost.
  *
+ * With `llavaLens.remote.url` set, no daemon is spawned: the LanguageClient talks to that shared
+ * daemon over WebSocket (remoteTransport.ts; token from SecretStorage). It sends no model path or
+ * other local paths (`initializationOptions` is empty), a refusal (no or wrong token) offers
+ * "Set Token…", and a dropped connection is reconnected (bounded like the crash restarts: 4 drops
+ * in 3 minutes, each with up to `RECONNECT_DELAYS_MS.length` attempts), saying so. Leaving a
+ * remote daemon closes the socket without `shutdown`: the daemon keeps serving its other clients.
+ *
  * Pairs: `ensureStarted`/`stop`; `restart` = stop + start. Callers get a `LensClient` from
  * `ensureStarted` (concurrent callers share one start).
  */
@@ -10,14 +17,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { CloseAction, ErrorAction, LanguageClient, State, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+import type WebSocket from 'ws';
 import type { LensCapabilities, LensStatus } from '../../../common/protocol';
 import { cacheDir, ensureDefaultModel } from '../../../server/src/cli/defaultModel';
 import { LensClient } from '../daemonClient';
 import { advice, adviceForDaemonError } from '../errorAdvice';
 import type { Notifier } from '../notify';
-import { DAEMON_NODE_ARGS, toInitializationOptions, type LensSettings } from '../settings';
+import { DAEMON_NODE_ARGS, REMOTE_TOKEN_SECRET, toInitializationOptions, type LensSettings } from '../settings';
 import type { DaemonView } from '../statusText';
 import { lensConnectionFor } from './languageClientConnection';
+import { closeSocket, openRemoteSocket, RECONNECT_DELAYS_MS, RemoteConnectError, transportsOver } from './remoteTransport';
 
 const START_TIMEOUT_MS = 60_000;
 const MAX_RESTARTS = 4;
@@ -44,6 +53,11 @@ export class LensDaemon implements vscode.Disposable {
   /** The model folder the daemon was told to load (the embedded default's folder when none is configured). */
   private modelPath: string | undefined;
   private embedded = false;
+  /** The shared daemon in use (set when a start chose it), and its open socket. */
+  private remote: string | undefined;
+  private socket: WebSocket | undefined;
+  private reconnecting = false;
+  private disposed = false;
 
   /** Fires whenever the view (status bar state) changes. */
   readonly onDidChangeView = this.viewEmitter.event;
@@ -74,36 +88,50 @@ export class LensDaemon implements vscode.Disposable {
     return this.embedded;
   }
 
+  /** The URL of the shared daemon in use (or being connected to); undefined for a local daemon. Images go to it as bytes. */
+  get remoteUrl(): string | undefined {
+    return this.remote;
+  }
+
   private setView(v: DaemonView): void {
     this.viewValue = v;
     this.viewEmitter.fire(v);
   }
 
-  /** Starts the daemon unless it runs; resolves with the client, rejects (after telling the user) when it cannot start. */
-  ensureStarted(): Promise<LensClient> {
+  /**
+   * Starts the daemon (or connects to the remote one) unless it runs; resolves with the client,
+   * rejects (after telling the user, unless `quiet`) when it cannot start.
+   */
+  ensureStarted(opts: { quiet?: boolean } = {}): Promise<LensClient> {
     if (this.lens && this.languageClient && (this.languageClient.state === State.Running || this.languageClient.state === State.Starting)) {
       return Promise.resolve(this.lens);
     }
-    this.starting ??= this.start().finally(() => (this.starting = undefined));
+    this.starting ??= this.start(opts.quiet ?? false).finally(() => (this.starting = undefined));
     return this.starting;
   }
 
-  private async start(): Promise<LensClient> {
+  private async start(quiet: boolean): Promise<LensClient> {
     if (this.languageClient) await this.disposeClient(); // a client that gave up or failed to start
     const s = this.settings();
-    if (s.remoteUrl) void this.notify(advice.remoteNotAvailable(s.remoteUrl));
-    this.setView({ phase: 'preparing', message: 'Preparing the model…' });
-    try {
-      await this.resolveModel(s);
-    } catch (e) {
-      const reason = e instanceof Error ? e.message : String(e);
-      this.setView({ phase: 'failed', message: `No model: ${reason}` });
-      void this.notify(advice.defaultModelFailed(reason));
-      throw e;
+    let serverOptions: ServerOptions;
+    if (s.remoteUrl) {
+      serverOptions = await this.connectRemote(s, quiet);
+    } else {
+      this.remote = undefined;
+      this.setView({ phase: 'preparing', message: 'Preparing the model…' });
+      try {
+        await this.resolveModel(s);
+      } catch (e) {
+        const reason = e instanceof Error ? e.message : String(e);
+        this.setView({ phase: 'failed', message: `No model: ${reason}` });
+        void this.notify(advice.defaultModelFailed(reason));
+        throw e;
+      }
+      serverOptions = this.localServerOptions(s);
     }
 
     this.setView({ phase: 'starting' });
-    const client = this.createLanguageClient();
+    const client = this.createLanguageClient(serverOptions);
     this.languageClient = client;
     this.lens = new LensClient(lensConnectionFor(client));
     this.lens.onStatus((status) => this.onStatus(status));
@@ -126,12 +154,14 @@ export class LensDaemon implements vscode.Disposable {
       this.output.error(`The daemon did not start: ${reason}`);
       this.setView({ phase: 'failed', message: `The daemon did not start: ${reason}` });
       await this.disposeClient();
-      void this.notify(advice.daemonDidNotStart(reason));
+      if (!quiet) void this.notify(advice.daemonDidNotStart(reason));
       throw e;
     } finally {
       clearTimeout(timer);
     }
-    this.output.info(`Daemon started (${this.capabilities?.version ?? 'unknown version'}; providers ${this.capabilities?.executionProviders.join(', ') ?? '?'}).`);
+    this.output.info(
+      `Daemon ${this.remote ? `at ${this.remote} connected` : 'started'} (${this.capabilities?.version ?? 'unknown version'}; providers ${this.capabilities?.executionProviders.join(', ') ?? '?'}).`,
+    );
     if (this.viewValue.phase !== 'running') this.setView({ phase: 'running', status: { state: 'starting', rssBytes: 0, queueLength: 0 } });
     return this.lens;
   }
@@ -156,8 +186,35 @@ export class LensDaemon implements vscode.Disposable {
     }
   }
 
-  private createLanguageClient(): LanguageClient {
-    const s = this.settings();
+  /**
+   * Opens the socket to the remote daemon now (so that a refusal is reported here, once, with
+   * its fix) and returns server options that hand it to the LanguageClient.
+   */
+  private async connectRemote(s: LensSettings, quiet: boolean): Promise<ServerOptions> {
+    const url = s.remoteUrl;
+    this.remote = url;
+    this.modelPath = undefined;
+    this.embedded = false;
+    this.setView({ phase: 'preparing', message: `Connecting to ${url}…` });
+    this.output.info(`Connecting to the remote daemon at ${url}`);
+    let socket: WebSocket;
+    try {
+      socket = await openRemoteSocket({ url, tlsCa: s.remoteTlsCa, token: async () => (await this.context.secrets.get(REMOTE_TOKEN_SECRET))?.trim() });
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      this.output.error(`Could not connect to ${url}: ${reason}`);
+      this.setView({ phase: 'failed', message: `Could not connect to ${url}: ${reason}` });
+      const r = e instanceof RemoteConnectError ? e : undefined;
+      if (!quiet) void this.notify(advice.remoteConnectFailed(url, reason, { ...(r?.status !== undefined ? { status: r.status } : {}), noToken: r?.noToken ?? false }));
+      throw e;
+    }
+    return async () => {
+      this.socket = socket;
+      return transportsOver(socket);
+    };
+  }
+
+  private localServerOptions(s: LensSettings): ServerOptions {
     const module = daemonModulePath(this.context.extensionPath);
     const env = { ...process.env, LLAVA_LENS_CACHE: cacheDir(process.env) };
     const run = {
@@ -167,7 +224,11 @@ export class LensDaemon implements vscode.Disposable {
       options: { env, execArgv: [...DAEMON_NODE_ARGS] },
       ...(s.nodePath ? { runtime: s.nodePath } : {}),
     };
-    const serverOptions: ServerOptions = { run, debug: run };
+    this.output.info(`Starting the daemon: ${s.nodePath || 'node'} ${DAEMON_NODE_ARGS.join(' ')} ${module} serve --node-ipc`);
+    return { run, debug: run };
+  }
+
+  private createLanguageClient(serverOptions: ServerOptions): LanguageClient {
     const clientOptions: LanguageClientOptions = {
       outputChannel: this.output,
       revealOutputChannelOn: 4 /* RevealOutputChannelOn.Never */,
@@ -178,18 +239,18 @@ export class LensDaemon implements vscode.Disposable {
         closed: () => this.onClosed(),
       },
     };
-    this.output.info(`Starting the daemon: ${s.nodePath || 'node'} ${DAEMON_NODE_ARGS.join(' ')} ${module} serve --node-ipc`);
     return new LanguageClient('llavaLens', 'LLaVA Lens', serverOptions, clientOptions);
   }
 
   /** The daemon's connection closed. Not stopping on purpose: a crash. Restart (bounded) and say what was lost. */
-  private onClosed(): { action: CloseAction; handled: boolean } {
+  private onClosed(): { action: CloseAction; handled: boolean; message?: string } {
     if (this.stopping) return { action: CloseAction.DoNotRestart, handled: true };
     if (this.starting) return { action: CloseAction.DoNotRestart, handled: true }; // start() reports it
     const lost = this.inFlight > 0;
     const now = Date.now();
     this.crashes.push(now);
     while (this.crashes.length && now - this.crashes[0] > RESTART_WINDOW_MS) this.crashes.shift();
+    if (this.remote) return this.onRemoteClosed(this.remote, lost);
     if (this.crashes.length > MAX_RESTARTS) {
       this.output.error('The daemon stopped again; not restarting it (too many crashes in 3 minutes).');
       this.setView({ phase: 'failed', message: 'The daemon keeps stopping; see the logs, then restart it.' });
@@ -203,6 +264,60 @@ export class LensDaemon implements vscode.Disposable {
     return { action: CloseAction.Restart, handled: true };
   }
 
+  /**
+   * The remote daemon's connection closed by itself. The LanguageClient is not restarted (it would
+   * reconnect at once, without a pause, and report a failure twice); `reconnect` does it, pausing
+   * between attempts, unless there were too many drops lately.
+   */
+  private onRemoteClosed(url: string, lost: boolean): { action: CloseAction; handled: boolean; message: string } {
+    this.socket = undefined;
+    if (this.crashes.length > MAX_RESTARTS) {
+      this.output.error(`The connection to ${url} dropped again; not reconnecting (too many drops in 3 minutes).`);
+      this.setView({ phase: 'failed', message: `The connection to ${url} keeps dropping; see the logs, then reconnect.` });
+      void this.notify(advice.remoteGaveUp(url, 'the connection keeps dropping'));
+      return { action: CloseAction.DoNotRestart, handled: true, message: `Connection to ${url} closed; not reconnecting.` };
+    }
+    this.output.warn(`The connection to ${url} dropped; reconnecting${lost ? ' (the answer in flight is lost)' : ''}.`);
+    this.setView({ phase: 'preparing', message: `Connection to ${url} lost; reconnecting…` });
+    void this.notify(advice.remoteDropped(url, lost));
+    setImmediate(() => void this.reconnect(url));
+    return { action: CloseAction.DoNotRestart, handled: true, message: `Connection to ${url} closed; reconnecting.` };
+  }
+
+  /** Tries to connect again, pausing `RECONNECT_DELAYS_MS` before each attempt; gives up on a refusal or after the last one. */
+  private async reconnect(url: string): Promise<void> {
+    if (this.reconnecting) return;
+    this.reconnecting = true;
+    try {
+      let reason = '';
+      for (let attempt = 0; attempt < RECONNECT_DELAYS_MS.length; attempt++) {
+        await new Promise<void>((resolve) => setTimeout(resolve, RECONNECT_DELAYS_MS[attempt]));
+        // Stopped, switched to another daemon, or reconnected by a question meanwhile: nothing to do.
+        if (this.disposed || this.viewValue.phase === 'idle' || this.settings().remoteUrl !== url || this.isRunning) return;
+        try {
+          await this.ensureStarted({ quiet: true });
+          this.output.info(`Reconnected to ${url}.`);
+          void vscode.window.setStatusBarMessage(`LLaVA Lens: reconnected to ${url}`, 5000);
+          this.restartEmitter.fire();
+          return;
+        } catch (e) {
+          reason = e instanceof Error ? e.message : String(e);
+          this.output.warn(`Reconnecting to ${url} (attempt ${attempt + 1} of ${RECONNECT_DELAYS_MS.length}) failed: ${reason}`);
+          if (e instanceof RemoteConnectError && e.refused) {
+            // A new token or policy is needed first: say so (Set Token…) instead of retrying.
+            void this.notify(advice.remoteConnectFailed(url, reason, { ...(e.status !== undefined ? { status: e.status } : {}), noToken: e.noToken }));
+            return;
+          }
+          if (attempt + 1 < RECONNECT_DELAYS_MS.length) this.setView({ phase: 'preparing', message: `Reconnecting to ${url} (attempt ${attempt + 2} of ${RECONNECT_DELAYS_MS.length})…` });
+        }
+      }
+      this.setView({ phase: 'failed', message: `Could not reconnect to ${url}: ${reason}` });
+      void this.notify(advice.remoteGaveUp(url, reason));
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
   private onStatus(status: LensStatus): void {
     this.setView({ phase: 'running', status });
     if (status.state === 'error' && status.message && status.message !== this.lastErrorNotified) {
@@ -214,7 +329,7 @@ export class LensDaemon implements vscode.Disposable {
 
   /** Loads the configured model (after a settings change) into the running daemon; no-op when not running. */
   async reloadModel(): Promise<void> {
-    if (!this.lens || !this.isRunning) return;
+    if (!this.lens || !this.isRunning || this.remote) return; // a remote daemon's model is its operator's choice
     const s = this.settings();
     try {
       await this.resolveModel(s);
@@ -245,13 +360,17 @@ export class LensDaemon implements vscode.Disposable {
 
   private async disposeClient(): Promise<void> {
     const client = this.languageClient;
+    const socket = this.socket;
     this.languageClient = undefined;
+    this.socket = undefined;
     this.lens?.dispose();
     this.lens = undefined;
     this.capabilities = undefined;
     if (!client) return;
     this.stopping = true;
     try {
+      // A shared daemon is left by closing the socket (no `shutdown`: it serves other clients).
+      if (socket) await Promise.all([closeSocket(socket), client.state === State.Running ? stateLeaves(client, State.Running, 3000) : undefined]);
       if (client.needsStop()) await client.stop(3000);
     } catch (e) {
       this.output.warn(`Stopping the daemon: ${e instanceof Error ? e.message : String(e)}`);
@@ -266,8 +385,24 @@ export class LensDaemon implements vscode.Disposable {
   }
 
   dispose(): void {
+    this.disposed = true;
     void this.disposeClient();
     this.viewEmitter.dispose();
     this.restartEmitter.dispose();
   }
+}
+
+/** Resolves when `client` leaves `state` (or after `timeoutMs`). */
+function stateLeaves(client: LanguageClient, state: State, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    const sub = client.onDidChangeState((e) => {
+      if (e.newState !== state) done();
+    });
+    function done() {
+      clearTimeout(timer);
+      sub.dispose();
+      resolve();
+    }
+  });
 }

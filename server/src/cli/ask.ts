@@ -2,13 +2,18 @@
  * `llava-lens ask`: starts the daemon as a child over stdio (through `LensClient`), loads the
  * model (progress on stderr), asks, streams the answer to stdout, then prints timings on stderr.
  * Ctrl-C once cancels the ask (the partial answer is kept), twice quits.
+ *
+ * With `--connect ws://host:port` it asks a shared daemon instead (connect.ts): images go as
+ * bytes, the daemon's loaded model answers unless `--model` names a folder on the daemon's
+ * machine to load, and the CLI leaves by closing its connection.
  */
 import * as path from 'node:path';
-import { CancellationTokenSource } from 'vscode-jsonrpc';
+import { CancellationTokenSource, ResponseError } from 'vscode-jsonrpc';
 import { randomUUID } from 'node:crypto';
-import { LensClient } from '../../../client/src/daemonClient';
+import { LensErrorCode } from '../../../common/errors';
 import { AgentStepNotification, type AgentStep, type AskParams, type AskResult, type Device, type DtypeSpec, type ModelInfo } from '../../../common/protocol';
 import { UsageError, checkAskSettings, numberOption, parse, parseDevice, parseDtype } from './args';
+import { CONNECT_OPTIONS, openDaemon, parseConnect, type ConnectSettings } from './connect';
 import { TEST_MODEL_NOTICE, chooseModel } from './defaultModel';
 import { Progress, formatTimings, formatTimingsTable } from './output';
 
@@ -22,6 +27,8 @@ export interface AskSettings {
   params: Omit<AskParams, 'images' | 'prompt'>;
   /** `demo` prints a timings table instead of a line. */
   timingsTable?: boolean;
+  /** Ask a shared daemon over WebSocket instead of spawning one. */
+  connect?: ConnectSettings;
 }
 
 export function parseAskArgs(argv: string[]): AskSettings {
@@ -43,6 +50,7 @@ export function parseAskArgs(argv: string[]): AskSettings {
       tools: { type: 'boolean' },
       'max-steps': { type: 'string' },
       explain: { type: 'string' },
+      ...CONNECT_OPTIONS,
     },
   );
   if (positionals.length === 0) throw new UsageError('ask needs at least one image path.');
@@ -72,13 +80,17 @@ export function parseAskArgs(argv: string[]): AskSettings {
   if (device !== undefined) settings.device = device;
   const dtype = parseDtype(values.dtype);
   if (dtype !== undefined) settings.dtype = dtype;
+  const connect = parseConnect(values);
+  if (connect) {
+    settings.connect = connect;
+    if (settings.model === undefined && (device !== undefined || dtype !== undefined)) {
+      throw new UsageError('with --connect, --device and --dtype apply to a model load: add --model <folder on the daemon\'s machine>, or leave them out to use the daemon\'s model.');
+    }
+  }
   return settings;
 }
 
-/** Path of the daemon entry next to this file in `out/`. */
-export function daemonEntry(): string {
-  return path.join(__dirname, '..', 'daemon', 'main.js');
-}
+export { daemonEntry } from './connect';
 
 function describeModel(m: ModelInfo): string {
   const dtypes = [...new Set(Object.values(m.dtype))].join('/');
@@ -88,10 +100,12 @@ function describeModel(m: ModelInfo): string {
 /** Runs one question end to end. Returns the process exit code. */
 export async function runAsk(s: AskSettings): Promise<number> {
   const err = (line: string) => process.stderr.write(line + '\n');
-  const model = await chooseModel(s.model, err);
-  if (model.embedded) err(TEST_MODEL_NOTICE);
+  // A shared daemon answers with its own model unless --model names one on its machine.
+  const model = s.connect ? (s.model !== undefined ? { path: s.model, embedded: false } : undefined) : await chooseModel(s.model, err);
+  if (model?.embedded) err(TEST_MODEL_NOTICE);
 
-  const client = LensClient.spawnStdio({ daemonPath: daemonEntry() });
+  const link = await openDaemon(s.connect);
+  const client = link.client;
   const cancel = new CancellationTokenSource();
   let interrupts = 0;
   const onSigint = () => {
@@ -100,19 +114,27 @@ export async function runAsk(s: AskSettings): Promise<number> {
       err('\nCancelling… (press Ctrl-C again to quit)');
       cancel.cancel();
     } else {
-      client.child?.kill();
+      link.kill();
       process.exit(130);
     }
   };
   process.on('SIGINT', onSigint);
 
   try {
-    await client.initialize({ clientName: 'llava-lens-cli' });
-    const progress = new Progress(process.stderr);
-    const loadParams = { path: model.path, ...(s.device ? { device: s.device } : {}), ...(s.dtype !== undefined ? { dtype: s.dtype } : {}) };
-    const info = await client.loadModel(loadParams, (p) => progress.update(p.percent, p.message), cancel.token).finally(() => progress.done());
-    err(`Model: ${describeModel(info)}`);
-    if (info.isTestModel && !model.embedded) err('Note: this is a test model with random weights; its answers carry no meaning.');
+    const init = await client.initialize({ clientName: 'llava-lens-cli' });
+    let info: ModelInfo | undefined | null;
+    if (model) {
+      const progress = new Progress(process.stderr);
+      const loadParams = { path: model.path, ...(s.device ? { device: s.device } : {}), ...(s.dtype !== undefined ? { dtype: s.dtype } : {}) };
+      info = await client.loadModel(loadParams, (p) => progress.update(p.percent, p.message), cancel.token).finally(() => progress.done());
+    } else {
+      info = init.lensCapabilities.modelLoaded; // null while the daemon still loads: the ask waits for it
+    }
+    if (info) {
+      err(`Model: ${describeModel(info)}${link.remote ? ` at ${s.connect!.url}` : ''}`);
+      if (info.isTestModel && !model?.embedded) err('Note: this is a test model with random weights; its answers carry no meaning.');
+    }
+    const images = await link.images(s.images);
 
     let endsWithNewline = true;
     const agent = s.params.tools === true || s.params.explain !== undefined;
@@ -123,7 +145,7 @@ export async function runAsk(s: AskSettings): Promise<number> {
       if (!s.json && step.streamId === streamId) err(formatStep(step));
     });
     const result: AskResult = await client.ask(
-      { ...s.params, prompt: s.question, images: s.images.map((p) => ({ path: p })), streamId },
+      { ...s.params, prompt: s.question, images, streamId },
       s.json || agent
         ? () => undefined
         : (d) => {
@@ -132,7 +154,14 @@ export async function runAsk(s: AskSettings): Promise<number> {
             endsWithNewline = d.text.endsWith('\n');
           },
       cancel.token,
-    ).finally(() => steps.dispose());
+    )
+      .catch((e: unknown) => {
+        if (link.remote && e instanceof ResponseError && e.code === LensErrorCode.ModelNotLoaded) {
+          throw new Error(`${e.message} (${link.where} has no model loaded: pass --model <folder on the daemon's machine>, or ask its operator to load one.)`);
+        }
+        throw e;
+      })
+      .finally(() => steps.dispose());
     if (s.json) {
       const { text, tokenIds, finishReason, timings, device, model: name } = result;
       const out = { text, tokenIds, finishReason, timings, device, model: name, ...(result.steps ? { steps: result.steps } : {}) };
@@ -148,7 +177,7 @@ export async function runAsk(s: AskSettings): Promise<number> {
     return 0;
   } finally {
     process.off('SIGINT', onSigint);
-    await client.shutdown();
+    await link.close();
   }
 }
 

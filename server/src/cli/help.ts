@@ -43,6 +43,17 @@ Options:
                               (plus steps: [...] with --tools / --explain)
   -h, --help                  this help
 
+Shared daemon over WebSocket ("llava-lens serve --ws <port>" elsewhere):
+  --connect URL               ask the daemon at ws://host:port or wss://host:port instead of starting one;
+                              the images are sent as bytes; its loaded model answers unless --model names
+                              a folder ON THE DAEMON'S MACHINE to load (that replaces the model for every
+                              client); --device and --dtype need --model; LLAVA_LENS_MODEL is not used
+  --token-file F              file whose first line is the daemon's token
+  --token T                   the token itself (visible to other local users in the process list; prefer
+                              --token-file or LLAVA_LENS_TOKEN)
+                              token order: --token, --token-file, $LLAVA_LENS_TOKEN
+  --tls-ca F                  PEM certificate to trust for wss:// (e.g. the daemon's self-signed one)
+
 The answer streams to stdout; model progress and timings go to stderr.
 Ctrl-C once cancels the answer (what was generated is kept), twice quits.
 Exit codes: 0 ok, 1 error, 2 usage error.
@@ -76,19 +87,54 @@ Options:
   -h, --help          this help
 `;
 
-export const OCR_USAGE = `Usage: llava-lens ocr <image> [--json]
+export const OCR_USAGE = `Usage: llava-lens ocr <image> [--json] [--connect URL --token-file F]
 
 Reads the text in an image with the daemon's ocr tool (PaddleOCR PP-OCRv4 detection + recognition);
 no model is loaded. Prints the text in reading order (one row a line, cells of a row tab-separated).
 
 Options:
   --json       print {lines: [{text, box: [x0, y0, x1, y1] (normalised 0..1), score}], ms}
+  --connect URL, --token T, --token-file F, --tls-ca F
+               run it on a shared daemon over WebSocket (see "llava-lens ask --help")
   -h, --help   this help
 `;
 
-export const SERVE_USAGE = `Usage: llava-lens serve --stdio | --node-ipc
+export const SERVE_USAGE = `Usage: llava-lens serve --stdio | --node-ipc | --ws PORT [options]
 
-Runs the LLaVA Lens daemon, speaking JSON-RPC with LSP framing (see docs/protocol.md).
-  --stdio      messages on stdin/stdout (logs on stderr)
-  --node-ipc   messages on the Node IPC channel (when started with child_process.fork)
+Runs the LLaVA Lens daemon, speaking JSON-RPC (see docs/protocol.md).
+  --stdio      one client on stdin/stdout, LSP framing (logs on stderr)
+  --node-ipc   one client on the Node IPC channel (when started with child_process.fork)
+  --ws PORT    a shared daemon: many clients over WebSocket (one JSON-RPC message per text
+               frame), each sending "Authorization: Bearer <token>" (0 = any free port)
+
+Shared daemon (--ws):
+  --host H                 address to bind (default 127.0.0.1); anything but loopback needs
+  --allow-remote           ... this flag, and then remote clients send image bytes, never paths
+  --tls-cert F --tls-key F serve wss:// with this PEM certificate and key
+  --allow-origin O         accept browser pages from origin O (repeatable; default none)
+  --model DIR              load this model at start (its parent folder becomes a model root)
+  --model-root DIR         folders clients may load models from (repeatable)
+  --device D, --dtype P    for --model
+  --max-history-turns N    user turns a conversation keeps
+  --max-kv-mb N            KV cache kept over all conversations (default 2048); the least
+  --max-kv-mb-per-client N ... recently used caches go first and are recomputed when resumed
+  --max-connections N      open connections (default 64)
+  --max-message-bytes N    largest WebSocket message (default 67108864)
+  --keep-conversations-minutes N
+                           keep a disconnected client's conversations this long (default 30)
+  Token: LLAVA_LENS_TOKEN, else the file "token" in the state folder, made at first start
+  (owner-only). Clients: llava-lens ask --connect ws://HOST:PORT --token-file <that file>.
+
+Every mode:
+  --state-dir D            state folder (default $LLAVA_LENS_STATE_DIR, else ~/.local/state/llava-lens)
+  --no-persist             keep conversations in memory only (default: one file per
+                           conversation in the state folder, so a restart continues them;
+                           files unused for 7 days are deleted)
+  --queue-limit N          requests waiting behind the running one (default 16)
+  --max-image-bytes N      largest image (default 67108864)
+  --max-image-megapixels N largest decoded image (default 50)
+  --max-prompt-tokens N    largest new prompt part of one turn (default: the context)
+  --max-new-tokens N       largest maxTokens of one ask (default 4096)
+  --max-conversations N    conversations one client may hold (default 64)
+  --requests-per-minute N  per client; 0 = unlimited (default 600 with --ws, else 0)
 `;

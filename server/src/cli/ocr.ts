@@ -3,25 +3,36 @@
  * (the same client and protocol as everything else; no model is loaded). Plain output is the
  * copyable text (one row a line, cells of a row tab-separated); `--json` prints
  * `{lines: [{text, box: [x0,y0,x1,y1], score}], ms}` with boxes normalised to the image.
+ * `--connect ws://host:port` (with a token, see connect.ts) runs it on a shared daemon; the image
+ * then travels as bytes.
  */
 import * as path from 'node:path';
-import { LensClient } from '../../../client/src/daemonClient';
-import { RunToolRequest } from '../../../common/protocol';
 import { linesToText, type OcrData } from '../tools/ocr';
 import { UsageError, parse } from './args';
-import { daemonEntry } from './ask';
+import { CONNECT_OPTIONS, openDaemon, parseConnect, type ConnectSettings } from './connect';
 
-export function parseOcrArgs(argv: string[]): { image: string; json: boolean } {
-  const { values, positionals } = parse(argv, { json: { type: 'boolean' } });
-  if (positionals.length !== 1) throw new UsageError('ocr needs exactly one image: ocr <image> [--json].');
-  return { image: path.resolve(positionals[0]), json: values.json ?? false };
+export interface OcrSettings {
+  image: string;
+  json: boolean;
+  connect?: ConnectSettings;
 }
 
-export async function runOcr(s: { image: string; json: boolean }): Promise<number> {
-  const client = LensClient.spawnStdio({ daemonPath: daemonEntry() });
+export function parseOcrArgs(argv: string[]): OcrSettings {
+  const { values, positionals } = parse(argv, { json: { type: 'boolean' }, ...CONNECT_OPTIONS });
+  if (positionals.length !== 1) throw new UsageError('ocr needs exactly one image: ocr <image> [--json].');
+  const settings: OcrSettings = { image: path.resolve(positionals[0]), json: values.json ?? false };
+  const connect = parseConnect(values);
+  if (connect) settings.connect = connect;
+  return settings;
+}
+
+export async function runOcr(s: OcrSettings): Promise<number> {
+  const link = await openDaemon(s.connect);
+  const client = link.client;
   try {
     await client.initialize({ clientName: 'llava-lens-cli' });
-    const r = await client.connection.sendRequest(RunToolRequest, { name: 'ocr', image: { path: s.image } });
+    const [image] = await link.images([s.image]);
+    const r = await client.runTool({ name: 'ocr', image });
     if (r.error) throw new Error(`OCR failed: ${r.error}`);
     const d = r.data as OcrData;
     if (s.json) process.stdout.write(JSON.stringify({ lines: d.lines.map(({ text, box, score }) => ({ text, box, score })), ms: d.ms }) + '\n');
@@ -32,6 +43,6 @@ export async function runOcr(s: { image: string; json: boolean }): Promise<numbe
     }
     return 0;
   } finally {
-    await client.shutdown();
+    await link.close();
   }
 }

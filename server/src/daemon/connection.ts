@@ -52,5 +52,24 @@ export function createDaemonConnection(reader: MessageReader, writer: MessageWri
       hooks.onExit?.(code);
     },
   };
-  return createConnection((logger) => createProtocolConnection(reader, writer, logger), watchDog);
+  return createConnection((logger) => createProtocolConnection(reader, writer, quiet(logger)), watchDog);
+}
+
+type Logger = Parameters<typeof createProtocolConnection>[2];
+
+/**
+ * vscode-jsonrpc logs through the client's console (window/logMessage), e.g. when the reply to a
+ * request cannot be sent because the client went away; on a closed connection that logging
+ * itself throws, and would surface as an unhandled rejection. Logging must never fail.
+ */
+function quiet(logger: Logger): Logger {
+  if (!logger) return logger;
+  const safe = (f: (m: string) => void) => (m: string) => {
+    try {
+      f.call(logger, m);
+    } catch {
+      // the client is gone: nobody to tell
+    }
+  };
+  return { error: safe(logger.error), warn: safe(logger.warn), info: safe(logger.info), log: safe(logger.log) };
 }

@@ -98,7 +98,12 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
   const client = opts.client;
   const log = (level: 'error' | 'warn' | 'info', line: string) => {
     opts.log?.(`[${level}] ${line}`);
-    void connection.console[level](line);
+    if (closed) return;
+    try {
+      connection.console[level](line);
+    } catch {
+      // the client went away meanwhile
+    }
   };
   const logError = (line: string) => log('error', line);
 
