@@ -34,7 +34,7 @@ export enum LensErrorCode {
   Busy = 1040,
   /** The request was cancelled before it produced anything to return (e.g. a model load). */
   Cancelled = 1041,
-  /** A configured per-client limit (conversations, new tokens, prompt size) would be exceeded. */
+  /** A configured per-client limit (new tokens per ask) would be exceeded. */
   LimitExceeded = 1042,
   /** The client sent more requests per minute than the daemon allows. */
   RateLimited = 1043,

@@ -68,8 +68,8 @@ export class AgentEngine implements Engine {
     return this.inner.unload();
   }
 
-  forget(conversationId: string): void {
-    this.inner.forget(conversationId);
+  forget(conversationId: string, keepSaved?: boolean): void {
+    this.inner.forget(conversationId, keepSaved);
   }
 
   listTools(): ToolInfo[] {

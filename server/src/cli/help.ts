@@ -135,6 +135,7 @@ Every mode:
   --max-image-megapixels N largest decoded image (default 50)
   --max-prompt-tokens N    largest new prompt part of one turn (default: the context)
   --max-new-tokens N       largest maxTokens of one ask (default 4096)
-  --max-conversations N    conversations one client may hold (default 64)
+  --max-conversations N    conversations one client keeps in memory (default 64); older
+                           ones leave memory and come back from disk when used
   --requests-per-minute N  per client; 0 = unlimited (default 600 with --ws, else 0)
 `;

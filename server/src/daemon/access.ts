@@ -36,7 +36,7 @@ export interface DaemonLimits {
   maxPromptTokens: number;
   /** Largest `maxTokens` one ask may request. */
   maxNewTokens: number;
-  /** Conversations one client may hold at once. */
+  /** Conversations one client keeps in memory (older ones are reloaded from disk when used). */
   maxConversationsPerClient: number;
   /** Requests one client may send per minute; 0 = unlimited. */
   requestsPerMinute: number;

@@ -3,9 +3,12 @@
  * holds which conversation. A private daemon (stdio, node-ipc) has one core and one session; a
  * shared daemon (`serve --ws`) has one core and a session per connection (session.ts).
  *
- * Conversations: the client whose ask created or last continued a conversation holds it. When a
- * client disconnects, its running and queued work is cancelled and its conversations are kept
- * for `limits.conversationKeepMs` — a reconnecting client continues them by id — then forgotten.
+ * Conversations: the client whose ask created or last continued a conversation holds it. A
+ * client holds at most `limits.maxConversationsPerClient` in memory: past that, its least
+ * recently used one is dropped from memory only (a persisted conversation comes back from its
+ * file when used again). When a client disconnects, its running and queued work is cancelled
+ * and its conversations are kept for `limits.conversationKeepMs` — a reconnecting client
+ * continues them by id — then forgotten.
  */
 import { LensError, LensErrorCode } from '../../../common/errors';
 import type { LensInitializationOptions, LensStatus, ModelInfo } from '../../../common/protocol';
@@ -28,6 +31,7 @@ export interface CoreOptions {
 
 interface Held {
   owner: string;
+  lastUsed: number;
   /** Set while the owner is disconnected. */
   expiry?: NodeJS.Timeout;
 }
@@ -157,24 +161,24 @@ export class DaemonCore {
     return n;
   }
 
-  /** Throws LimitExceeded when `client` may not start another conversation. */
-  checkNewConversation(client: string): void {
-    const max = this.limits.maxConversationsPerClient;
-    if (this.heldBy(client) >= max) {
-      throw new LensError(
-        LensErrorCode.LimitExceeded,
-        `lens/ask: this client already holds ${max} conversations (the daemon's limit): forget one with lens/forgetConversation, or continue one by its conversationId.`,
-      );
-    }
-  }
-
-  /** Records that `client` used `conversationId` (it now holds it). */
+  /**
+   * Records that `client` used `conversationId` (it now holds it); past the per-client limit, its
+   * least recently used conversation leaves memory (kept on disk when persisted).
+   */
   hold(conversationId: string, client: string): void {
     if (!conversationId) return;
     const h = this.held.get(conversationId);
     if (h?.expiry) clearTimeout(h.expiry);
-    this.held.set(conversationId, { owner: client });
+    this.held.set(conversationId, { owner: client, lastUsed: ++this.useClock });
+    const mine = [...this.held].filter(([, x]) => x.owner === client).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
+    for (const [id] of mine.slice(0, Math.max(0, mine.length - this.limits.maxConversationsPerClient))) {
+      this.held.delete(id);
+      this.engineInstance?.forget(id, true);
+      this.log('info', `conversation ${id} left memory (client over ${this.limits.maxConversationsPerClient} conversations); it is restored from disk if used again`);
+    }
   }
+
+  private useClock = 0;
 
   released(conversationId: string): void {
     const h = this.held.get(conversationId);

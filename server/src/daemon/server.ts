@@ -300,7 +300,6 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
   handle<AskParams, AskResult>(AskRequest, checkAskParams, async (params, token) => {
     const req = await toAskRequest(params, access);
     if (core.shared) req.owner = client;
-    if (params.conversationId === undefined) core.checkNewConversation(client);
     const { streamId } = params;
     const cancelledAnswer = (): AskResult => {
       const info = core.info();

@@ -35,6 +35,11 @@ export interface WsServeOptions extends DaemonOptions {
   allowedOrigins?: string[];
   maxMessageBytes?: number;
   maxConnections?: number;
+  /**
+   * Plain HTTP requests (not upgrades) go here first; it returns true when it answered (the
+   * OpenAI-compatible endpoint). It must check the token itself (`checkBearer`).
+   */
+  httpHandler?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 }
 
 export interface WsServer {
@@ -92,7 +97,8 @@ export async function serveWebSocket(core: DaemonCore, o: WsServeOptions): Promi
     throw new Error(`refusing to listen on ${o.host}: that is reachable from other machines. Pass --allow-remote to mean it (and use --tls-cert/--tls-key), or bind 127.0.0.1.`);
   }
   const maxConnections = o.maxConnections ?? 64;
-  const onRequest: http.RequestListener = (_req, res) => {
+  const onRequest: http.RequestListener = (req, res) => {
+    if (o.httpHandler?.(req, res)) return;
     res.writeHead(426, { 'Content-Type': 'text/plain; charset=utf-8', Upgrade: 'websocket' });
     res.end('This is a LLaVA Lens daemon: connect with a WebSocket client (llava-lens ask --connect, or the VS Code extension).\n');
   };

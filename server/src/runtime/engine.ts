@@ -190,9 +190,9 @@ export class OnnxEngine implements Engine {
     if (m) await Promise.all(m.sessions.map((s) => s.release().catch(() => undefined)));
   }
 
-  forget(conversationId: string): void {
+  forget(conversationId: string, keepSaved = false): void {
     this.store.delete(conversationId);
-    this.forgetFile(conversationId);
+    if (!keepSaved) this.forgetFile(conversationId);
   }
 
   private forgetFile(conversationId: string): void {

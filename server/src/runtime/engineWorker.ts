@@ -43,7 +43,7 @@ async function handle(m: ToWorker & { id: number }): Promise<unknown> {
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'cancel') return controllers.get(m.id)?.abort();
-  if (m.type === 'forget') return engine.forget(m.conversationId);
+  if (m.type === 'forget') return engine.forget(m.conversationId, m.keepSaved);
   handle(m).then(
     (value) => post({ type: 'result', id: m.id, value }),
     (e: unknown) => {

@@ -211,8 +211,11 @@ export interface Engine {
   listTools?(): ToolInfo[];
   /** Runs one tool directly on an image; failures come back as results with `error`, not throws. */
   runTool?(name: string, args: unknown, image: ImageInput, signal: AbortSignal, timeoutMs?: number): Promise<ToolRunResult>;
-  /** Drops a conversation's history; unknown ids are ignored. */
-  forget(conversationId: string): void;
+  /**
+   * Drops a conversation's history; unknown ids are ignored. With `keepSaved`, only from memory:
+   * a persisted conversation is restored from its file when it is used again.
+   */
+  forget(conversationId: string, keepSaved?: boolean): void;
 }
 
 export type { LensError };
