@@ -188,3 +188,78 @@ test('RequestQueue unit: FIFO, limit, cancel queued, cancel running', T, async (
   pre.cancel();
   assert.equal(await q.enqueue(job('f'), pre.token), 'f cancelled');
 });
+
+// --- fairness across clients (shared daemon) ----------------------------------------------------
+
+/** A queue whose jobs record their start order and finish when released. */
+function recordingQueue(limit = 64) {
+  const q = new RequestQueue(limit);
+  const started: string[] = [];
+  const gates = new Map<string, () => void>();
+  const add = (client: string, name: string, positions?: number[]) =>
+    q.enqueue({
+      label: name,
+      client,
+      run: () =>
+        new Promise<string>((resolve) => {
+          started.push(name);
+          gates.set(name, () => resolve(name));
+        }),
+      whenCancelledWhileQueued: () => `${name} cancelled`,
+      ...(positions ? { onPosition: (ahead: number) => void positions.push(ahead) } : {}),
+    });
+  /** Finishes the running job and waits until the next one started (if any). */
+  const finish = async (name: string) => {
+    gates.get(name)!();
+    await new Promise((r) => setImmediate(r));
+  };
+  return { q, started, add, finish };
+}
+
+test('clients are served round robin; a late client joins the current round', T, async () => {
+  const { started, add, finish } = recordingQueue();
+  const all = ['a1', 'a2', 'a3', 'a4'].map((n) => add('A', n));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(started, ['a1']);
+  all.push(add('B', 'b1'), add('B', 'b2'));
+  await finish('a1');
+  assert.deepEqual(started, ['a1', 'b1'], 'B gets the next turn although A queued first');
+  all.push(add('C', 'c1'));
+  await finish('b1');
+  assert.deepEqual(started, ['a1', 'b1', 'c1'], 'C, not served yet, joins the round A and B were served in, before their second jobs');
+  for (const n of ['c1', 'a2', 'b2', 'a3', 'a4']) await finish(n);
+  assert.deepEqual(started, ['a1', 'b1', 'c1', 'a2', 'b2', 'a3', 'a4']);
+  assert.deepEqual(await Promise.all(all), ['a1', 'a2', 'a3', 'a4', 'b1', 'b2', 'c1']);
+});
+
+test('queue positions follow the schedule, and cancelClient settles exactly that client\'s jobs', T, async () => {
+  const { q, started, add, finish } = recordingQueue();
+  const posA2: number[] = [];
+  const posB1: number[] = [];
+  const a1 = add('A', 'a1');
+  const a2 = add('A', 'a2', posA2);
+  const a3 = add('A', 'a3');
+  const b1 = add('B', 'b1', posB1);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(posB1, [1], 'b1 runs right after a1 (round robin)');
+  assert.deepEqual(posA2, [1, 2], 'a2 moved back one place when b1 joined the round');
+  q.cancelClient('A'); // a1 is running: its signal aborts; a2, a3 settle as cancelled
+  assert.equal(await a2, 'a2 cancelled');
+  assert.equal(await a3, 'a3 cancelled');
+  assert.equal(q.waitingFor('A'), 0);
+  assert.equal(q.waitingCount, 1);
+  await finish('a1');
+  assert.equal(await a1, 'a1');
+  assert.deepEqual(started, ['a1', 'b1']);
+  assert.deepEqual(posB1, [1], 'told once: it started when a1 finished');
+  await finish('b1');
+  assert.equal(await b1, 'b1');
+});
+
+test('a full queue refuses with Busy and says how many requests are ahead', T, async () => {
+  const { add, finish } = recordingQueue(2);
+  const jobs = [add('A', 'a1'), add('A', 'a2'), add('B', 'b1')];
+  await assert.rejects(add('C', 'c1'), (e: unknown) => e instanceof LensError && e.code === LensErrorCode.Busy && /3 requests are ahead/.test(e.message));
+  for (const n of ['a1', 'b1', 'a2']) await finish(n);
+  await Promise.all(jobs);
+});
