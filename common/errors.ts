@@ -40,6 +40,20 @@ export enum LensErrorCode {
   RateLimited = 1043,
   /** The connection is not authorised (shared daemon: token, origin). */
   Unauthorized = 1044,
+  /**
+   * The generation backend (an OpenAI-compatible server, `serve --backend openai`) refused the
+   * request, failed, or could not be reached; the message names the URL, the HTTP status and
+   * the server's words. `data`: `{ url, status? }`.
+   */
+  BackendFailed = 1050,
+  /** Model download: the repository (or revision) does not exist, or is private and the token gives no access. */
+  RepoNotFound = 1060,
+  /** Model download: the Hub refused access (gated or private repository, token without access: 401/403). */
+  AccessDenied = 1061,
+  /** Model download: the network, the server (5xx, 429) or the disk failed, after retries. */
+  DownloadFailed = 1062,
+  /** Model download: a file's size or SHA-256 does not match the Hub's metadata. */
+  DownloadCorrupt = 1063,
   /** Anything unexpected; the daemon keeps serving. */
   Internal = 1099,
 }

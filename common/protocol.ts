@@ -30,6 +30,9 @@ import type {
   Timings,
 } from '../server/src/runtime/types';
 
+import type { CatalogueEntry } from '../server/src/hub/catalogue';
+
+export type { CatalogueEntry };
 export type { Artefact, ToolInfo, ToolRunResult, AskResult, AskStage, Device, DtypeSpec, FinishReason, ModelFileRole, ModelInfo, Timings, ProgressToken };
 
 // ---------------------------------------------------------------------------------------------
@@ -152,6 +155,48 @@ export interface LoadModelParams {
  * `ModelLoadFailed` (1003), `DeviceUnavailable` (1004), `Busy` (1040), `Cancelled` (1041).
  */
 export const LoadModelRequest = new RequestType<LoadModelParams, ModelInfo, void>('lens/loadModel');
+
+export interface DownloadModelParams {
+  /** `owner/name` on the Hugging Face Hub (or the mirror in the daemon's `HF_ENDPOINT`). */
+  repo: string;
+  /** Branch, tag or commit; default `main`. */
+  revision?: string;
+  /** Precisions to fetch, for all files or per file; default: the catalogue's choice for that repository. */
+  dtype?: DtypeSpec;
+  /** LSP work-done progress token: `$/progress` begin / report (percentage, bytes, rate, ETA in the message) / end. */
+  workDoneToken?: ProgressToken;
+}
+
+export interface DownloadModelResult {
+  /** The model folder, ready for `lens/loadModel`. */
+  path: string;
+  repo: string;
+  revision: string;
+  /** The commit the files came from. */
+  commit: string;
+  /** Size of the model's files, bytes. */
+  bytes: number;
+  /** Bytes fetched this time (0 when everything was already there). */
+  downloadedBytes: number;
+}
+
+/**
+ * client -> daemon (private daemon only). Downloads the files the chosen precisions need into
+ * the daemon's models folder (`LLAVA_LENS_MODELS_DIR`, else the cache), resuming partial files,
+ * checking sizes and SHA-256, and moving the folder into place only when complete. Runs
+ * immediately (not queued); cancellable (partial files are kept for the next attempt).
+ * Errors: `1030`, `1060` RepoNotFound, `1061` AccessDenied, `1062` DownloadFailed, `1063`
+ * DownloadCorrupt, `1002` (not a layout the runtime reads), `1040` (the same repository is being
+ * downloaded), `1041` Cancelled, `1014` (a shared daemon: its operator runs `llava-lens pull`).
+ */
+export const DownloadModelRequest = new RequestType<DownloadModelParams, DownloadModelResult, void>('lens/downloadModel');
+
+/**
+ * client -> daemon, immediate. The built-in catalogue of known-good repositories, each with its
+ * precision variants (first = default) and their approximate download and memory in MB.
+ * Result: `{models: CatalogueEntry[]}`.
+ */
+export const ListCatalogueRequest = new RequestType0<{ models: CatalogueEntry[] }, void>('lens/listCatalogue');
 
 /** client -> daemon. Unloads the model (queued behind running asks). Result: null; fine when nothing is loaded. Errors: `Cancelled` (1041) when cancelled before it ran. */
 export const UnloadModelRequest = new RequestType0<null, void>('lens/unloadModel');
@@ -493,6 +538,22 @@ export function checkListModelsParams(v: unknown): Problem {
   const p = checkParamsObject(m, v);
   if (p || !isObject(v)) return p;
   return optional(v, { roots: (x) => checkStringArray(m, 'roots', x) });
+}
+
+export function checkDownloadModelParams(v: unknown): Problem {
+  const m = 'lens/downloadModel';
+  const p = checkParamsObject(m, v);
+  if (p || !isObject(v)) return p;
+  return (
+    checkString(m, 'repo', v.repo, true) ??
+    (/^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(v.repo as string) ? undefined : wrong(m, 'repo', 'an "owner/name" repository id', v.repo)) ??
+    optional(v, {
+      revision: (x) => checkString(m, 'revision', x, true),
+      dtype: (x) => checkDtypeSpec(m, 'dtype', x),
+      workDoneToken: (x) =>
+        typeof x === 'string' || (typeof x === 'number' && Number.isInteger(x)) ? undefined : wrong(m, 'workDoneToken', 'a string or an integer', x),
+    })
+  );
 }
 
 /** For requests without params: accepts none, null or an empty object. */

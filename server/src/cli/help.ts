@@ -13,6 +13,7 @@ Commands:
   ask <image>... -q "<question>"   answer a question about images (streams to stdout)
   demo                            ask about a generated sample diagram
   ocr <image> [--json]            read the text in an image (PP-OCRv4), in reading order
+  pull <repo> [--dtype P]         download a model from the Hugging Face Hub (pull --list: known-good ones)
   make-test-model <dir> --preset P write a small random-weight model for tests
   serve --stdio                   run the daemon (JSON-RPC, see docs/protocol.md)
 
@@ -53,6 +54,13 @@ Shared daemon over WebSocket ("llava-lens serve --ws <port>" elsewhere):
                               --token-file or LLAVA_LENS_TOKEN)
                               token order: --token, --token-file, $LLAVA_LENS_TOKEN
   --tls-ca F                  PEM certificate to trust for wss:// (e.g. the daemon's self-signed one)
+
+OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, Ollama, or "serve --ws"'s /v1; docs/backends.md):
+  --backend openai            generate there instead of with a local model (tools still run here)
+  --base-url URL              its API, e.g. http://127.0.0.1:11434/v1 (Ollama), http://gpu-box:8000/v1 (vLLM)
+  --model NAME                the server's model id (default: the first it lists)
+  --api-key-env VAR           environment variable holding its API key (or --api-key K, visible in the
+                              process list)
 
 The answer streams to stdout; model progress and timings go to stderr.
 Ctrl-C once cancels the answer (what was generated is kept), twice quits.
@@ -124,8 +132,15 @@ Shared daemon (--ws):
                            keep a disconnected client's conversations this long (default 30)
   Token: LLAVA_LENS_TOKEN, else the file "token" in the state folder, made at first start
   (owner-only). Clients: llava-lens ask --connect ws://HOST:PORT --token-file <that file>.
+  The same port serves an OpenAI-compatible API (http://HOST:PORT/v1: POST /chat/completions,
+  GET /models) with the token as the Bearer key (docs/backends.md).
 
 Every mode:
+  --backend openai         generate on an OpenAI-compatible server instead of a local model
+  --base-url URL           ... its API, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang),
+                           http://127.0.0.1:11434/v1 (Ollama), http://127.0.0.1:8080/v1 (llama.cpp)
+  --backend-model NAME     ... the model id it serves (required)
+  --api-key-env VAR        ... the environment variable holding its API key
   --state-dir D            state folder (default $LLAVA_LENS_STATE_DIR, else ~/.local/state/llava-lens)
   --no-persist             keep conversations in memory only (default: one file per
                            conversation in the state folder, so a restart continues them;
@@ -138,4 +153,32 @@ Every mode:
   --max-conversations N    conversations one client keeps in memory (default 64); older
                            ones leave memory and come back from disk when used
   --requests-per-minute N  per client; 0 = unlimited (default 600 with --ws, else 0)
+`;
+
+export const PULL_USAGE = `Usage: llava-lens pull <owner/name> [--revision R] [--dtype P] [--models-dir D]
+       llava-lens pull --list
+
+Downloads a LLaVA-family ONNX model from the Hugging Face Hub into <models>/<owner>/<name>: only the
+files the chosen precisions need (config, tokenizer, chat template, one ONNX graph per file with its
+external data), each verified against the Hub's size and SHA-256. An interrupted pull resumes where
+it stopped; the model folder appears only when every file is complete. Progress goes to stderr, the
+model folder's path to stdout.
+
+Options:
+  --list              the catalogue of known-good repositories, with approximate sizes
+  --revision R        branch, tag or commit (default main)
+  --dtype P           precision for every file (${DTYPES.join(' | ')}), or per file:
+                      --dtype vision_encoder=fp16,embed_tokens=fp16,decoder_model_merged=q4
+                      (default: the catalogue's first choice, else fp16 vision and embeddings, q4 decoder)
+  --models-dir D      where models go (default $LLAVA_LENS_MODELS_DIR, else <cache>/models,
+                      cache = $LLAVA_LENS_CACHE, else ~/.cache/llava-lens)
+  -h, --help          this help
+
+Environment:
+  HF_ENDPOINT         a Hub mirror, e.g. https://hf-mirror.com (default https://huggingface.co)
+  HF_TOKEN            access token for gated and private repositories (else the huggingface-cli login
+                      token file); sent to HF_ENDPOINT's host only, never to a host it redirects to
+  HTTPS_PROXY, HTTP_PROXY, NO_PROXY   proxies (http:// proxies; https goes through CONNECT)
+
+Ctrl-C cancels; the next pull resumes. Exit codes: 0 ok, 1 error, 2 usage error, 130 cancelled.
 `;

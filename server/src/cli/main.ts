@@ -8,14 +8,16 @@ import { UsageError } from './args';
 import { parseAskArgs, runAsk } from './ask';
 import { parseOcrArgs, runOcr } from './ocr';
 import { runDemo } from './demo';
-import { ASK_USAGE, DEMO_USAGE, MAIN_USAGE, MAKE_TEST_MODEL_USAGE, OCR_USAGE, SERVE_USAGE } from './help';
+import { ASK_USAGE, DEMO_USAGE, MAIN_USAGE, MAKE_TEST_MODEL_USAGE, OCR_USAGE, PULL_USAGE, SERVE_USAGE } from './help';
 import { parseMakeTestModelArgs, runMakeTestModel } from './makeTestModel';
+import { parsePullArgs, runPull } from './pull';
 
 const USAGES: Record<string, string> = {
   ask: ASK_USAGE,
   demo: DEMO_USAGE,
   'make-test-model': MAKE_TEST_MODEL_USAGE,
   ocr: OCR_USAGE,
+  pull: PULL_USAGE,
   serve: SERVE_USAGE,
 };
 
@@ -52,6 +54,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return await runDemo(args);
       case 'ocr':
         return await runOcr(parseOcrArgs(args));
+      case 'pull':
+        return await runPull(parsePullArgs(args));
       case 'make-test-model':
         return await runMakeTestModel(await parseMakeTestModelArgs(args));
       case 'serve':

@@ -21,6 +21,9 @@ import {
   AgentStepNotification,
   AnswerDeltaNotification,
   AskRequest,
+  DownloadModelRequest,
+  ListCatalogueRequest,
+  checkDownloadModelParams,
   ListToolsRequest,
   QueuePositionNotification,
   RunToolRequest,
@@ -42,6 +45,9 @@ import {
 } from '../../../common/protocol';
 import type {
   AskParams,
+  CatalogueEntry,
+  DownloadModelParams,
+  DownloadModelResult,
   ListToolsResult,
   RunToolParams,
   ToolRunResult,
@@ -59,6 +65,7 @@ import { RateLimiter, resolveClientPath, resolveImageParam, type AccessContext, 
 import { checkAgainstModel, toAskRequest, ZERO_TIMINGS } from './askInputs';
 import { DaemonCore, type CoreOptions, type EngineFactory } from './core';
 import { invalidParams, toResponseError } from './errors';
+import { CATALOGUE, defaultModelsDir, formatProgressLine, pullModel } from '../hub';
 import { scanModelRoots } from './modelScan';
 import { productVersion } from './version';
 
@@ -287,12 +294,46 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
   );
 
   handle<ListModelsParams | undefined, ListModelsResult>(ListModelsRequest, checkListModelsParams, async (params) => {
-    const wanted = params?.roots ?? (core.shared ? core.modelRoots : (init.modelRoots ?? []));
+    // A private daemon also lists what lens/downloadModel (and llava-lens pull) put in the models folder.
+    const wanted = params?.roots ?? (core.shared ? core.modelRoots : [...(init.modelRoots ?? []), defaultModelsDir()]);
     const roots: string[] = [];
     for (const r of wanted) roots.push(await resolveClientPath(access, r, 'model', 'lens/listModels "roots"'));
     const result = await scanModelRoots(roots);
     for (const s of result.skippedRoots) log('warn', `lens/listModels: skipped ${s.root} (${s.reason})`);
     return { models: result.models };
+  });
+
+  handle<unknown, { models: CatalogueEntry[] }>(ListCatalogueRequest, checkNoParams(ListCatalogueRequest.method), async () => ({ models: [...CATALOGUE] }));
+
+  handle<DownloadModelParams, DownloadModelResult>(DownloadModelRequest, checkDownloadModelParams, async (params, token) => {
+    if (core.shared) {
+      throw new LensError(LensErrorCode.PathNotAllowed, "lens/downloadModel: a shared daemon's models are its operator's: ask them to run `llava-lens pull` on the daemon's machine, then pick it with lens/listModels.");
+    }
+    const progressToken = params.workDoneToken;
+    const progress = (value: WorkDoneProgressValue) => {
+      if (progressToken !== undefined) void connection.sendProgress(WorkDoneProgress, progressToken, value).catch(() => undefined);
+    };
+    const abort = new AbortController();
+    const sub = token.onCancellationRequested(() => abort.abort());
+    progress({ kind: 'begin', title: `Downloading ${params.repo}`, percentage: 0, cancellable: true });
+    try {
+      const r = await pullModel({
+        repo: params.repo,
+        ...(params.revision !== undefined ? { revision: params.revision } : {}),
+        ...(params.dtype !== undefined ? { dtype: params.dtype } : {}),
+        signal: abort.signal,
+        onProgress: (p) =>
+          progress({ kind: 'report', message: formatProgressLine(p), ...(p.bytesTotal > 0 ? { percentage: Math.floor((100 * p.bytesDone) / p.bytesTotal) } : {}) }),
+      });
+      progress({ kind: 'end', message: `Downloaded ${params.repo} to ${r.path}` });
+      log('info', `lens/downloadModel: ${params.repo}@${r.commit} in ${r.path} (${r.downloadedBytes} bytes fetched)`);
+      return { path: r.path, repo: r.repo, revision: r.revision, commit: r.commit, bytes: r.bytes, downloadedBytes: r.downloadedBytes };
+    } catch (e) {
+      progress({ kind: 'end', message: `Failed: ${e instanceof Error ? e.message : String(e)}` });
+      throw e;
+    } finally {
+      sub.dispose();
+    }
   });
 
   // --- asking ----------------------------------------------------------------------------------
