@@ -24,6 +24,7 @@ export type CommandId =
   | 'llavaLens.describeImage'
   | 'llavaLens.generateAltText'
   | 'llavaLens.selectModel'
+  | 'llavaLens.downloadModel'
   | 'llavaLens.restartDaemon'
   | 'llavaLens.showLogs'
   | 'llavaLens.openSettings'
@@ -51,6 +52,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   { id: 'llavaLens.describeImage', title: 'Describe Image', takesImages: false },
   { id: 'llavaLens.generateAltText', title: 'Generate Alt Text', takesImages: false },
   { id: 'llavaLens.selectModel', title: 'Select Model…', takesImages: false },
+  { id: 'llavaLens.downloadModel', title: 'Download Model…', takesImages: false },
   { id: 'llavaLens.restartDaemon', title: 'Restart Daemon', takesImages: false },
   { id: 'llavaLens.showLogs', title: 'Show Logs', takesImages: false },
   { id: 'llavaLens.openSettings', title: 'Open Settings', takesImages: false },

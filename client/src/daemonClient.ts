@@ -22,10 +22,12 @@ import {
   AgentStepNotification,
   AnswerDeltaNotification,
   AskRequest,
+  DownloadModelRequest,
   ExitNotification,
   ForgetConversationRequest,
   InitializedNotification,
   InitializeRequest,
+  ListCatalogueRequest,
   ListModelsRequest,
   ListToolsRequest,
   LoadModelRequest,
@@ -40,6 +42,9 @@ import type {
   AnswerDeltaParams,
   AskParams,
   AskResult,
+  CatalogueEntry,
+  DownloadModelParams,
+  DownloadModelResult,
   LensInitializationOptions,
   LensInitializeResult,
   LensStatus,
@@ -50,6 +55,7 @@ import type {
   RunToolParams,
   ToolRunResult,
   ModelInfo,
+  ProgressToken,
   WorkDoneProgressValue,
   WorkspaceFolder,
 } from '../../common/protocol';
@@ -76,13 +82,22 @@ export interface InitializeOptions {
   clientVersion?: string;
 }
 
-/** A load progress event, from the LSP work-done progress of `lens/loadModel`. */
-export interface LoadProgressEvent {
+/** A progress event, from the LSP work-done progress of `lens/loadModel` or `lens/downloadModel`. */
+export interface WorkDoneProgressEvent {
   kind: WorkDoneProgressValue['kind'];
   /** 0..100 when known. */
   percent?: number;
   message?: string;
 }
+
+/** A load progress event (`lens/loadModel`). */
+export type LoadProgressEvent = WorkDoneProgressEvent;
+
+/**
+ * A download progress event (`lens/downloadModel`): `begin`, then `report`s whose `message` is
+ * the daemon's progress line (percent, bytes, rate, ETA, file), then `end` (also on failure).
+ */
+export type DownloadProgressEvent = WorkDoneProgressEvent;
 
 /** Thrown (as the rejection of pending calls) when the spawned daemon exits unexpectedly. */
 export class DaemonExitedError extends Error {
@@ -243,19 +258,34 @@ export class LensClient implements Disposable {
   }
 
   /** Loads a model; `onProgress` gets the work-done progress (begin, reports with percent, end). */
-  async loadModel(params: LoadModelParams, onProgress?: (p: LoadProgressEvent) => void, token?: CancellationToken): Promise<ModelInfo> {
+  loadModel(params: LoadModelParams, onProgress?: (p: LoadProgressEvent) => void, token?: CancellationToken): Promise<ModelInfo> {
     const workDoneToken = params.workDoneToken ?? `load-${randomUUID()}`;
-    const sub = this.connection.onProgress(WorkDoneProgress, workDoneToken, (v) => {
-      const event: LoadProgressEvent = { kind: v.kind };
-      if (v.kind !== 'end' && v.percentage !== undefined) event.percent = v.percentage;
-      if (v.message !== undefined) event.message = v.message;
-      onProgress?.(event);
-    });
-    try {
-      return await this.call(() => this.connection.sendRequest(LoadModelRequest, { ...params, workDoneToken }, token ?? CancellationToken.None));
-    } finally {
-      sub.dispose();
-    }
+    return this.withWorkDoneProgress(workDoneToken, onProgress, () =>
+      this.connection.sendRequest(LoadModelRequest, { ...params, workDoneToken }, token ?? CancellationToken.None),
+    );
+  }
+
+  /**
+   * Downloads a repository from the Hub into the daemon's models folder (a private daemon only;
+   * a shared one refuses with 1014). `onProgress` gets the work-done progress; cancelling
+   * `token` rejects with 1041 (partial files are kept for the next attempt, never a half folder).
+   * Other failures: 1060 repository not found, 1061 access denied (gated/private: `HF_TOKEN`),
+   * 1062 network/server/disk, 1063 checksum, 1002 not a layout the runtime reads, 1040 the same
+   * repository is being downloaded.
+   */
+  downloadModel(
+    params: DownloadModelParams,
+    opts: { onProgress?: (p: DownloadProgressEvent) => void; token?: CancellationToken } = {},
+  ): Promise<DownloadModelResult> {
+    const workDoneToken = params.workDoneToken ?? `download-${randomUUID()}`;
+    return this.withWorkDoneProgress(workDoneToken, opts.onProgress, () =>
+      this.connection.sendRequest(DownloadModelRequest, { ...params, workDoneToken }, opts.token ?? CancellationToken.None),
+    );
+  }
+
+  /** The daemon's built-in catalogue of known-good repositories and their precision variants. */
+  listCatalogue(): Promise<{ models: CatalogueEntry[] }> {
+    return this.call(() => this.connection.sendRequest(ListCatalogueRequest));
   }
 
   unloadModel(): Promise<null> {
@@ -342,6 +372,21 @@ export class LensClient implements Disposable {
     this.connection.dispose();
     this.statusEmitter.dispose();
     this.logEmitter.dispose();
+  }
+
+  /** Runs a request carrying `workDoneToken`, passing its `$/progress` values to `onProgress` until it settles. */
+  private async withWorkDoneProgress<T>(workDoneToken: ProgressToken, onProgress: ((p: WorkDoneProgressEvent) => void) | undefined, send: () => Promise<T>): Promise<T> {
+    const sub = this.connection.onProgress(WorkDoneProgress, workDoneToken, (v) => {
+      const event: WorkDoneProgressEvent = { kind: v.kind };
+      if (v.kind !== 'end' && v.percentage !== undefined) event.percent = v.percentage;
+      if (v.message !== undefined) event.message = v.message;
+      onProgress?.(event);
+    });
+    try {
+      return await this.call(send);
+    } finally {
+      sub.dispose();
+    }
   }
 
   /** Runs a request; if the daemon died (or the socket closed) meanwhile, reports that instead of a transport error. */

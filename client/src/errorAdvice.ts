@@ -4,6 +4,7 @@
  * a command. No spinner ends without one of these or an answer.
  */
 import { LensErrorCode } from '../../common/errors';
+import type { DownloadModelParams } from '../../common/protocol';
 import { IMAGE_EXTENSIONS } from './commandTable';
 
 export type FixAction =
@@ -13,7 +14,17 @@ export type FixAction =
   | { kind: 'setRemoteToken' }
   | { kind: 'selectModel' }
   | { kind: 'chooseImage' }
-  | { kind: 'openSettings' };
+  | { kind: 'openSettings' }
+  /** "Download Model…"; with `params`, that download again (Retry / Resume) without the picks. */
+  | { kind: 'downloadModel'; label?: string; params?: DownloadModelParams }
+  | { kind: 'openUrl'; url: string; label: string };
+
+/** What `adviceForDaemonError` knows about a failed `lens/downloadModel`, for Retry and the repository's page. */
+export interface DownloadContext {
+  params: DownloadModelParams;
+  /** The Hub the daemon asks (`HF_ENDPOINT`, else https://huggingface.co). */
+  endpoint: string;
+}
 
 export interface Advice {
   severity: 'error' | 'warning' | 'info';
@@ -37,6 +48,10 @@ export function fixLabel(a: FixAction): string {
       return 'Choose Image…';
     case 'openSettings':
       return 'Open Settings';
+    case 'downloadModel':
+      return a.label ?? 'Download Model…';
+    case 'openUrl':
+      return a.label;
   }
 }
 
@@ -178,6 +193,21 @@ export const advice = {
       actions: [{ kind: 'chooseImage' }],
     };
   },
+  /** "Download Model…" with a shared daemon: nothing is sent; its operator downloads models. */
+  downloadOnRemote(url: string): Advice {
+    return {
+      severity: 'info',
+      message: `LLaVA Lens uses the shared daemon at ${url}, whose models are its operator's: they download one on the daemon's machine (llava-lens pull owner/name), then you can pick it with Select Model….`,
+      actions: [{ kind: 'selectModel' }],
+    };
+  },
+  downloadCancelled(params: DownloadModelParams): Advice {
+    return {
+      severity: 'info',
+      message: `LLaVA Lens: the download of ${params.repo} was cancelled. The files fetched so far are kept: downloading it again resumes.`,
+      actions: [{ kind: 'downloadModel', label: 'Resume', params }],
+    };
+  },
   remoteImage(src: string): Advice {
     return {
       severity: 'warning',
@@ -187,10 +217,40 @@ export const advice = {
   },
 };
 
-/** A failed daemon request as advice, from its JSON-RPC error code and message. */
-export function adviceForDaemonError(code: number | undefined, message: string): Advice {
+/**
+ * A failed daemon request as advice, from its JSON-RPC error code and message. `download` (a
+ * failed `lens/downloadModel`) adds Retry and the repository's page where they help.
+ */
+export function adviceForDaemonError(code: number | undefined, message: string, download?: DownloadContext): Advice {
   const text = `LLaVA Lens: ${message}`;
+  const retry: FixAction[] = download ? [{ kind: 'downloadModel', label: 'Retry', params: download.params }] : [];
+  if (download && (code === LensErrorCode.InvalidModelFolder || code === LensErrorCode.InvalidParams)) {
+    // Not a layout the runtime reads, or no file in the precision asked for: choose again.
+    return { severity: 'error', message: text, actions: [{ kind: 'downloadModel', label: 'Download Model…' }, { kind: 'showLogs' }] };
+  }
   switch (code) {
+    case LensErrorCode.RepoNotFound:
+      return {
+        severity: 'error',
+        message: `${text} Check the repository id (owner/name, as in its Hub address); a private repository also needs HF_TOKEN set for the daemon.`,
+        actions: [{ kind: 'downloadModel', label: 'Download Model…' }, { kind: 'showLogs' }],
+      };
+    case LensErrorCode.AccessDenied:
+      return {
+        severity: 'error',
+        message:
+          `${text} Set HF_TOKEN to a Hugging Face access token that may read it (for a gated model, accept its terms on its page first): ` +
+          'run `huggingface-cli login` (the daemon reads that token at each download) or start VS Code with HF_TOKEN set, then retry.',
+        actions: [
+          ...(download ? [{ kind: 'openUrl', url: `${download.endpoint.replace(/\/+$/, '')}/${download.params.repo}`, label: 'Open Model Page' } as const] : []),
+          ...retry,
+          { kind: 'showLogs' },
+        ],
+      };
+    case LensErrorCode.DownloadFailed:
+      return { severity: 'error', message: `${text} The files fetched so far are kept: Retry resumes.`, actions: [...retry, { kind: 'showLogs' }] };
+    case LensErrorCode.DownloadCorrupt:
+      return { severity: 'error', message: text, actions: [...retry, { kind: 'showLogs' }] };
     case LensErrorCode.ImageTooLarge:
       return {
         severity: 'error',

@@ -13,6 +13,7 @@ import { readClipboardImage } from './clipboardImage';
 import { COMMANDS, PRESET_QUESTIONS, type CommandId } from './commandTable';
 import { LensDaemon } from './daemon/lensDaemon';
 import { advice } from './errorAdvice';
+import { downloadModel } from './modelDownload';
 import { selectModel } from './modelPicker';
 import { createNotifier } from './notify';
 import { isPanelState, EMPTY_STATE } from './panel/messages';
@@ -131,6 +132,7 @@ export function activate(context: vscode.ExtensionContext): void {
     'llavaLens.describeImage': (uri, offset) => altText.describeImage(uri, offset),
     'llavaLens.generateAltText': (uri, offset) => altText.generateAltText(uri, offset),
     'llavaLens.selectModel': () => selectModel(daemon, settings, log),
+    'llavaLens.downloadModel': (request?: unknown) => downloadModel(daemon, settings, notify, log, request),
     'llavaLens.restartDaemon': async () => {
       asker.stop();
       try {
@@ -165,6 +167,7 @@ export function deactivate(): Promise<void> | undefined {
 async function statusMenu(asker: Asker): Promise<void> {
   const items: Array<vscode.QuickPickItem & { command: CommandId }> = [
     { label: '$(symbol-misc) Select Model…', command: 'llavaLens.selectModel' },
+    { label: '$(cloud-download) Download Model…', command: 'llavaLens.downloadModel' },
     { label: '$(debug-restart) Restart Daemon', command: 'llavaLens.restartDaemon' },
     { label: '$(output) Show Logs', command: 'llavaLens.showLogs' },
     { label: '$(settings-gear) Open Settings', command: 'llavaLens.openSettings' },

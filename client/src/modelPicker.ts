@@ -1,20 +1,53 @@
 /**
- * "Select Model…": the models found under `llavaLens.modelFolders` (via `lens/listModels`), the
- * embedded test model, or a folder chosen on disk. The choice is written to `llavaLens.model`
- * (workspace settings when a folder is open), and the settings listener loads it.
+ * "Select Model…": the models found under `llavaLens.modelFolders` and in the daemon's models
+ * folder, where "Download Model…" puts them (via `lens/listModels`), the embedded test model, a
+ * folder chosen on disk, or — when few models are installed — "Download Model…". The choice is
+ * written to `llavaLens.model` (workspace settings when a folder is open), and the settings
+ * listener loads it (`useModelFolder`).
  *
  * With a remote daemon (`llavaLens.remote.url`) the model is its operator's choice: the list is
  * the daemon's own `lens/listModels` (its folders, on its machine), and picking one loads it there
  * (for every client of that daemon) after a confirmation; nothing is written to the settings.
  */
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ModelEntry } from '../../common/protocol';
+import { cacheDir, DEFAULT_PRESET } from '../../server/src/cli/defaultModel';
 import type { LensDaemon } from './daemon/lensDaemon';
+import type { LensClient } from './daemonClient';
+import { FEW_MODELS, mergeModelLists } from './downloadChoices';
 import { SECTION, type LensSettings } from './settings';
 
 interface ModelItem extends vscode.QuickPickItem {
-  action: 'model' | 'embedded' | 'browse' | 'addFolder';
+  action: 'model' | 'embedded' | 'browse' | 'addFolder' | 'download';
   path?: string;
+}
+
+/**
+ * Makes `folder` the model: writes `llavaLens.model` (workspace settings when a folder is open),
+ * which the settings listener loads; when it is already the setting, loads it again (a download
+ * may have added files).
+ */
+export async function useModelFolder(folder: string, daemon: LensDaemon, settings: () => LensSettings): Promise<void> {
+  if (settings().model === folder) {
+    await daemon.reloadModel();
+    return;
+  }
+  const target = vscode.workspace.workspaceFolders?.length ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
+  await vscode.workspace.getConfiguration(SECTION).update('model', folder, target);
+}
+
+/**
+ * What a private daemon lists: its models folder and the roots it started with (`lens/listModels`
+ * without roots), plus `llavaLens.modelFolders` as they are now; the embedded test model's
+ * folder is left out (it has its own item).
+ */
+async function listInstalled(client: LensClient, folders: string[]): Promise<ModelEntry[]> {
+  const lists = await Promise.all([client.listModels({}), ...(folders.length ? [client.listModels({ roots: folders })] : [])]);
+  return mergeModelLists(
+    lists.map((l) => l.models),
+    [path.join(cacheDir(process.env), 'models', DEFAULT_PRESET)],
+  );
 }
 
 function variantsText(m: ModelEntry): string {
@@ -27,13 +60,10 @@ export async function selectModel(daemon: LensDaemon, settings: () => LensSettin
   if (s.remoteUrl) return selectRemoteModel(daemon, s.remoteUrl, log);
   const items: ModelItem[] = [];
   let models: ModelEntry[] = [];
-  if (s.modelFolders.length) {
-    try {
-      const client = await daemon.ensureStarted();
-      models = (await client.listModels({ roots: s.modelFolders })).models;
-    } catch (e) {
-      log(`[models] listing failed: ${e instanceof Error ? e.message : String(e)}`);
-    }
+  try {
+    models = await listInstalled(await daemon.ensureStarted(), s.modelFolders);
+  } catch (e) {
+    log(`[models] listing failed: ${e instanceof Error ? e.message : String(e)}`);
   }
   for (const m of models) {
     items.push({
@@ -49,6 +79,13 @@ export async function selectModel(daemon: LensDaemon, settings: () => LensSettin
       action: 'addFolder',
       label: '$(folder-library) Add a folder to scan for models…',
       detail: s.modelFolders.length ? `No models found in ${s.modelFolders.join(', ')}` : 'llavaLens.modelFolders is empty',
+    });
+  }
+  if (models.length < FEW_MODELS) {
+    items.push({
+      action: 'download',
+      label: '$(cloud-download) Download Model…',
+      detail: 'From the Hugging Face Hub: LLaVA-OneVision or LLaVA-Interleave 0.5B, or any repository in the ONNX layout',
     });
   }
   items.push(
@@ -69,6 +106,9 @@ export async function selectModel(daemon: LensDaemon, settings: () => LensSettin
       return;
     case 'embedded':
       await config.update('model', '', target);
+      return;
+    case 'download':
+      await vscode.commands.executeCommand('llavaLens.downloadModel');
       return;
     case 'browse': {
       const dir = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Use This Model', title: 'LLaVA Lens: choose a model folder' });

@@ -43,6 +43,12 @@ export async function runFix(action: FixAction, onChooseImage?: (uris: vscode.Ur
     case 'selectModel':
       await vscode.commands.executeCommand('llavaLens.selectModel');
       return;
+    case 'downloadModel':
+      await vscode.commands.executeCommand('llavaLens.downloadModel', ...(action.params ? [action.params] : []));
+      return;
+    case 'openUrl':
+      await vscode.env.openExternal(vscode.Uri.parse(action.url));
+      return;
     case 'chooseImage': {
       const uris = await pickImages(true);
       if (uris?.length && onChooseImage) onChooseImage(uris);
