@@ -1,7 +1,10 @@
 /**
  * A real shared daemon for tests: `node bin/llava-lens.js serve --ws 0` as a child process on
- * 127.0.0.1, with its own state folder and token, optionally loading a generated tiny model.
+ * 127.0.0.1 (or `host`), with its own state folder and token, optionally loading a model folder.
  * Waits on the daemon's own log lines (listening, loaded), never on time.
+ *
+ * With `env: { LLAVA_LENS_ENGINE: FAKE_ENGINE_MODULE }` the daemon answers with the deterministic
+ * fake engine (test/fakes/fakeEngine.ts), so any folder holding a `config.json` is a "model".
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
@@ -12,10 +15,30 @@ import { LensClient } from '../../client/src/daemonClient';
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'llava-lens.js');
 export const WS_TEST_TOKEN = 'ws-test-token-5f1c9a2b7e';
+/** How long `stop` waits for the daemon to exit after SIGTERM. */
+export const STOP_TIMEOUT_MS = 20_000;
+/** The daemon's `LLAVA_LENS_ENGINE` module that makes it answer with the fake engine. */
+export const FAKE_ENGINE_MODULE = path.join(ROOT, 'out', 'test', 'fakes', 'fakeEngineModule.js');
+
+/**
+ * An IPv4 address of this machine that is not loopback, if it has one. A daemon listening there
+ * (`host`) sees clients that connect to it as `remote`: they may send image bytes only, never
+ * paths (a path is refused with PathNotAllowed), so an answer proves the image went as bytes.
+ */
+export function lanAddress(): string | undefined {
+  for (const addresses of Object.values(os.networkInterfaces())) {
+    for (const a of addresses ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
+}
 
 export interface ServeOptions {
-  /** A model folder to load at start (`--model`). */
+  /** A model folder to load at start (`--model`); its parent folder becomes a model root. */
   model?: string;
+  /** Port to listen on (default 0, any free one): to restart a daemon at the same URL. */
+  port?: number;
+  /** Address to listen on (default 127.0.0.1); a non-loopback one adds `--allow-remote`. */
+  host?: string;
   /** More `serve` flags. */
   args?: string[];
   /** Reuse a state folder (restart tests); default a fresh temp folder. */
@@ -39,13 +62,15 @@ export interface ServedDaemon {
   waitForLog(re: RegExp, timeoutMs?: number): Promise<string>;
   /** SIGKILL (crash) and wait for the exit. */
   kill9(): Promise<void>;
-  /** SIGTERM and wait for the exit. */
+  /** SIGTERM and wait for the exit; after `STOP_TIMEOUT_MS` without one, SIGKILL and throw (the daemon hung). */
   stop(): Promise<void>;
 }
 
 export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
   const stateDir = o.stateDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'lens-state-')));
-  const args = [BIN, 'serve', '--ws', '0', '--state-dir', stateDir, ...(o.model ? ['--model', o.model] : []), ...(o.args ?? [])];
+  const loopback = o.host === undefined || o.host === 'localhost' || o.host === '::1' || /^127\./.test(o.host);
+  const host = o.host !== undefined ? ['--host', o.host, ...(loopback ? [] : ['--allow-remote'])] : [];
+  const args = [BIN, 'serve', '--ws', String(o.port ?? 0), ...host, '--state-dir', stateDir, ...(o.model ? ['--model', o.model] : []), ...(o.args ?? [])];
   const child = spawn(process.execPath, args, {
     env: { ...process.env, LLAVA_LENS_TOKEN: WS_TEST_TOKEN, ...o.env },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -58,6 +83,10 @@ export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
     for (const w of [...watchers]) w();
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // A test that times out (or throws before stopping it) must not leave the daemon running.
+  const killOnExit = () => void child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  void exited.then(() => process.off('exit', killOnExit));
   const waitForLog = (re: RegExp, timeoutMs = 60_000) =>
     new Promise<string>((resolve, reject) => {
       const check = () => {
@@ -82,10 +111,16 @@ export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
       });
       check();
     });
-  const listening = await waitForLog(/listening on (wss?:\/\/[^\s]+)/);
-  const url = /listening on (wss?:\/\/[^\s]+)/.exec(listening)![1];
-  if (o.model) await waitForLog(/\[info\] loaded .* on \w+|\[error\] could not load .*/);
-  if (/\[error\] could not load/.test(stderr)) throw new Error(`the daemon could not load ${o.model}:\n${stderr}`);
+  let url: string;
+  try {
+    const listening = await waitForLog(/listening on (wss?:\/\/[^\s]+)/);
+    url = /listening on (wss?:\/\/[^\s]+)/.exec(listening)![1];
+    if (o.model) await waitForLog(/\[info\] loaded .* on \w+|\[error\] could not load .*/);
+    if (/\[error\] could not load/.test(stderr)) throw new Error(`the daemon could not load ${o.model}:\n${stderr}`);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
   return {
     url,
     port: Number(new URL(url).port),
@@ -108,8 +143,17 @@ export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
       await exited;
     },
     stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      // A daemon whose event loop is stuck never runs its SIGTERM handler: kill it and say so.
+      let timer: NodeJS.Timeout | undefined;
+      const stuck = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS)));
+      const timedOut = await Promise.race([exited.then(() => false), stuck]);
+      clearTimeout(timer);
+      if (!timedOut) return;
+      child.kill('SIGKILL');
       await exited;
+      throw new Error(`the daemon did not stop within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM (killed); the end of its log:\n${stderr.slice(-2000)}`);
     },
   };
 }

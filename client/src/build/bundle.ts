@@ -8,7 +8,10 @@
  *       into a staging folder with only the target platform's onnxruntime-node and sharp binaries,
  *       then runs vsce there. The VSIX lands in the repository root.
  *
- * onnxruntime-node and sharp stay external (native code); everything else is bundled.
+ * onnxruntime-node and sharp stay external (native code, shipped in dist/node_modules); everything
+ * else is bundled. `ws`'s optional native speed-ups `bufferutil` and `utf-8-validate` stay
+ * external too and are not shipped: ws requires them inside try/catch and uses its own JavaScript
+ * when they are missing, whatever happens to be installed on the machine that builds the VSIX.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -16,7 +19,7 @@ import * as path from 'node:path';
 import * as esbuild from 'esbuild';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
-const EXTERNAL = ['vscode', 'onnxruntime-node', 'sharp'];
+const EXTERNAL = ['vscode', 'onnxruntime-node', 'sharp', 'bufferutil', 'utf-8-validate'];
 const TARGETS = ['linux-x64', 'linux-arm64', 'darwin-x64', 'darwin-arm64', 'win32-x64', 'win32-arm64'] as const;
 type Target = (typeof TARGETS)[number];
 
