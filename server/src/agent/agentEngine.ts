@@ -8,6 +8,10 @@
  * It lives where the model engine lives (the daemon's worker thread), so OCR's onnxruntime work
  * does not stall the daemon either.
  *
+ * With an engine that has `nativeToolCalls` (an OpenAI-compatible server), the tools go to the
+ * model as API tools instead of a system prompt; the engine writes the calls it gets back as
+ * ChatML `<tool_call>` blocks, which the loop parses like any model's, in the ChatML format.
+ *
  * Test hook: `LLAVA_LENS_TEST_MODEL_SCRIPT=<json file with an array of strings>` replaces the
  * model's output in tool-loop turns by those strings, in order (the tools still run for real),
  * so tests can make a model "choose" tools deterministically.
@@ -93,7 +97,9 @@ export class AgentEngine implements Engine {
     const started = performance.now();
     const input = req.images[0];
     const image: AgentImage = { ...(await this.toolImage(input)), mimeType: 'mimeType' in input && input.mimeType ? input.mimeType : 'image/png' };
-    const format = toolFormatFor(info);
+    if (req.history !== undefined) throw new LensError(LensErrorCode.InvalidParams, 'the tool loop keeps its own conversation: continue with a conversationId instead of sending "history".');
+    const native = this.inner.nativeToolCalls === true;
+    const format = native ? 'chatml' : toolFormatFor(info);
 
     // Each loop turn is one ask on one conversation (history and KV cache kept by the engine).
     let conversationId = req.conversationId;
@@ -114,6 +120,7 @@ export class AgentEngine implements Engine {
                 // the user's own turn is held to the prompt limit; tool observations are the daemon's
                 ...(n === 0 && req.maxPromptTokens !== undefined ? { maxPromptTokens: req.maxPromptTokens } : {}),
                 ...(req.owner !== undefined ? { owner: req.owner } : {}),
+                ...(native ? { tools: this.registry.describe() } : {}),
                 options: req.options,
               },
               (d) => onDelta({ ...d, turn: n }),
@@ -130,7 +137,7 @@ export class AgentEngine implements Engine {
       ...(agent.maxSteps !== undefined ? { maxSteps: agent.maxSteps } : {}),
       ...(agent.toolTimeoutMs !== undefined ? { toolTimeoutMs: agent.toolTimeoutMs } : {}),
       // Models trained on LLaVA-Plus know their tools; others get them listed in a system prompt.
-      ...(format !== 'llava-plus' ? { systemPrompt: toolSystemPrompt(this.registry, format) } : {}),
+      ...(format !== 'llava-plus' && !native ? { systemPrompt: toolSystemPrompt(this.registry, format) } : {}),
       encoderSize: info.imageSize,
     };
     const steps: AgentStepInfo[] = [];

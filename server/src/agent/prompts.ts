@@ -17,7 +17,7 @@ export interface Observation {
 }
 
 /** A system prompt that teaches the tools and the family's call format to a model without tool training. */
-export function toolSystemPrompt(registry: ToolRegistry, format: ToolFormat): string {
+export function toolSystemPrompt(registry: Pick<ToolRegistry, 'describe'>, format: ToolFormat): string {
   const tools = registry.describe();
   if (format === 'chatml') {
     const sigs = tools.map((t) => JSON.stringify({ type: 'function', function: { name: t.name, description: t.description, parameters: t.schema } }));

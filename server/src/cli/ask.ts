@@ -6,6 +6,9 @@
  * With `--connect ws://host:port` it asks a shared daemon instead (connect.ts): images go as
  * bytes, the daemon's loaded model answers unless `--model` names a folder on the daemon's
  * machine to load, and the CLI leaves by closing its connection.
+ *
+ * With `--backend openai --base-url URL` the spawned daemon asks an OpenAI-compatible server
+ * (backend.ts); `--model` then names the server's model.
  */
 import * as path from 'node:path';
 import { CancellationTokenSource, ResponseError } from 'vscode-jsonrpc';
@@ -13,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { LensErrorCode } from '../../../common/errors';
 import { AgentStepNotification, type AgentStep, type AskParams, type AskResult, type Device, type DtypeSpec, type ModelInfo } from '../../../common/protocol';
 import { UsageError, checkAskSettings, numberOption, parse, parseDevice, parseDtype } from './args';
+import { BACKEND_OPTIONS, backendDaemon, parseBackendArgs, type BackendSettings } from './backend';
 import { CONNECT_OPTIONS, openDaemon, parseConnect, type ConnectSettings } from './connect';
 import { TEST_MODEL_NOTICE, chooseModel } from './defaultModel';
 import { Progress, formatTimings, formatTimingsTable } from './output';
@@ -29,6 +33,8 @@ export interface AskSettings {
   timingsTable?: boolean;
   /** Ask a shared daemon over WebSocket instead of spawning one. */
   connect?: ConnectSettings;
+  /** Spawn a daemon whose generation runs on an OpenAI-compatible server (`model` = its model id). */
+  backend?: BackendSettings;
 }
 
 export function parseAskArgs(argv: string[]): AskSettings {
@@ -51,6 +57,7 @@ export function parseAskArgs(argv: string[]): AskSettings {
       'max-steps': { type: 'string' },
       explain: { type: 'string' },
       ...CONNECT_OPTIONS,
+      ...BACKEND_OPTIONS,
     },
   );
   if (positionals.length === 0) throw new UsageError('ask needs at least one image path.');
@@ -81,6 +88,12 @@ export function parseAskArgs(argv: string[]): AskSettings {
   const dtype = parseDtype(values.dtype);
   if (dtype !== undefined) settings.dtype = dtype;
   const connect = parseConnect(values);
+  const backend = parseBackendArgs(values);
+  if (backend) {
+    if (connect) throw new UsageError('--backend and --connect exclude each other: a shared daemon uses its operator\'s backend.');
+    if (device !== undefined || dtype !== undefined) throw new UsageError('--device and --dtype apply to the local engine, not to --backend openai.');
+    settings.backend = backend;
+  }
   if (connect) {
     settings.connect = connect;
     if (settings.model === undefined && (device !== undefined || dtype !== undefined)) {
@@ -101,10 +114,11 @@ function describeModel(m: ModelInfo): string {
 export async function runAsk(s: AskSettings): Promise<number> {
   const err = (line: string) => process.stderr.write(line + '\n');
   // A shared daemon answers with its own model unless --model names one on its machine.
-  const model = s.connect ? (s.model !== undefined ? { path: s.model, embedded: false } : undefined) : await chooseModel(s.model, err);
+  const remoteBackend = s.backend ? await backendDaemon(s.backend, s.model) : undefined;
+  const model = s.connect || remoteBackend ? (s.connect && s.model !== undefined ? { path: s.model, embedded: false } : undefined) : await chooseModel(s.model, err);
   if (model?.embedded) err(TEST_MODEL_NOTICE);
 
-  const link = await openDaemon(s.connect);
+  const link = await openDaemon(s.connect, remoteBackend ?? {});
   const client = link.client;
   const cancel = new CancellationTokenSource();
   let interrupts = 0;
@@ -131,7 +145,7 @@ export async function runAsk(s: AskSettings): Promise<number> {
       info = init.lensCapabilities.modelLoaded; // null while the daemon still loads: the ask waits for it
     }
     if (info) {
-      err(`Model: ${describeModel(info)}${link.remote ? ` at ${s.connect!.url}` : ''}`);
+      err(`Model: ${describeModel(info)}${link.remote ? ` at ${s.connect!.url}` : s.backend ? ` at ${s.backend.baseUrl}` : ''}`);
       if (info.isTestModel && !model?.embedded) err('Note: this is a test model with random weights; its answers carry no meaning.');
     }
     const images = await link.images(s.images);

@@ -104,12 +104,13 @@ export interface DaemonLink {
 }
 
 /**
- * Spawns a daemon, or connects to `connect.url`. Rejects (WebSocket) with the daemon's own
- * reason when it refuses the connection (wrong token, origin, address).
+ * Spawns a daemon (`spawn.args`: more `serve --stdio` flags, e.g. a backend; `spawn.env`: its
+ * environment), or connects to `connect.url`. Rejects (WebSocket) with the daemon's own reason
+ * when it refuses the connection (wrong token, origin, address).
  */
-export async function openDaemon(connect: ConnectSettings | undefined): Promise<DaemonLink> {
+export async function openDaemon(connect: ConnectSettings | undefined, spawn: { args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<DaemonLink> {
   if (!connect) {
-    const client = LensClient.spawnStdio({ daemonPath: daemonEntry() });
+    const client = LensClient.spawnStdio({ daemonPath: daemonEntry(), ...(spawn.args ? { args: ['serve', '--stdio', ...spawn.args] } : {}), ...(spawn.env ? { env: spawn.env } : {}) });
     return {
       client,
       remote: false,

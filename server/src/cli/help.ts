@@ -61,6 +61,8 @@ OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, Ollama, or "serve --
   --model NAME                the server's model id (default: the first it lists)
   --api-key-env VAR           environment variable holding its API key (or --api-key K, visible in the
                               process list)
+  --backend-tools api|prompt  with --tools: offer them as OpenAI tools (default) or in a system prompt
+                              (for servers or models without tool calling, e.g. Ollama's llava)
 
 The answer streams to stdout; model progress and timings go to stderr.
 Ctrl-C once cancels the answer (what was generated is kept), twice quits.
@@ -141,6 +143,8 @@ Every mode:
                            http://127.0.0.1:11434/v1 (Ollama), http://127.0.0.1:8080/v1 (llama.cpp)
   --backend-model NAME     ... the model id it serves (required)
   --api-key-env VAR        ... the environment variable holding its API key
+  --backend-tools api|prompt  tool loop: OpenAI tools (default), or a system prompt for
+                           servers or models without tool calling
   --state-dir D            state folder (default $LLAVA_LENS_STATE_DIR, else ~/.local/state/llava-lens)
   --no-persist             keep conversations in memory only (default: one file per
                            conversation in the state folder, so a restart continues them;

@@ -6,6 +6,9 @@
  *
  * Test hook: `LLAVA_LENS_ENGINE=/abs/module.js` makes the daemon use that module's
  * `createEngine(init, {log})` instead of the ONNX engine (the CLI e2e tests use a fake engine).
+ *
+ * `--backend openai` replaces the ONNX engine by an OpenAI-compatible server (openai/backend.ts)
+ * wrapped in the tool loop; `serve --ws` also answers OpenAI clients on its port (openai/endpoint.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -13,13 +16,17 @@ import * as util from 'node:util';
 import { IPCMessageReader, IPCMessageWriter, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import type { MessageReader, MessageWriter } from 'vscode-jsonrpc';
 import { LensError, LensErrorCode } from '../../../common/errors';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../../common/wsTransport';
+import { AgentEngine } from '../agent/agentEngine';
+import { OpenAiEngine } from '../openai/backend';
+import { openAiEndpoint } from '../openai/endpoint';
 import type { LensInitializationOptions } from '../../../common/protocol';
 import { availableProviders } from '../runtime/backend';
 import type { Engine } from '../runtime/types';
 import { WorkerEngine } from '../runtime/workerEngine';
 import { createDaemonConnection } from './connection';
 import { DaemonCore } from './core';
-import { parseServeFlags, type ServeFlags } from './serveFlags';
+import { parseServeFlags, type BackendFlags, type ServeFlags } from './serveFlags';
 import { startDaemon, type EngineFactory } from './server';
 import { defaultStateDir, ensureStateDir, loadOrCreateToken, type TokenSource } from './stateDir';
 import { isLoopback, serveWebSocket, type WsServer } from './wsServer';
@@ -40,17 +47,33 @@ function unavailableEngine(reason: string): Engine {
 /** Saved conversations not continued for this long are deleted when an engine starts. */
 const PERSISTED_CONVERSATION_DAYS = 7;
 
+/** The API key `--api-key-env` names; throws (a usage error) when that variable is not set. */
+function backendKey(backend: BackendFlags): string | undefined {
+  if (backend.apiKeyEnv === undefined) return undefined;
+  const key = process.env[backend.apiKeyEnv]?.trim();
+  if (!key) throw new Error(`--api-key-env ${backend.apiKeyEnv}: that environment variable is not set (or empty); set it to the server's API key.`);
+  return key;
+}
+
 /**
- * The engine the daemon uses: the test hook's module, else the ONNX engine on a worker thread.
- * `stateDir` turns on persisted conversations (runtime/conversationLog.ts).
+ * The engine the daemon uses: the test hook's module, else with `backend` an OpenAI-compatible
+ * server (in the tool loop, on this thread: the work is the server's), else the ONNX engine on a
+ * worker thread. `stateDir` turns on persisted conversations (runtime/conversationLog.ts; the
+ * remote backend keeps its conversations in memory only).
  */
-export function defaultEngineFactory(log: (msg: string) => void, persist: { stateDir?: string } = {}, kv: { maxKvBytes?: number; maxKvBytesPerOwner?: number } = {}): EngineFactory {
+export function defaultEngineFactory(log: (msg: string) => void, persist: { stateDir?: string } = {}, kv: { maxKvBytes?: number; maxKvBytesPerOwner?: number } = {}, backend?: BackendFlags): EngineFactory {
   return (init: LensInitializationOptions) => {
     const hook = process.env.LLAVA_LENS_ENGINE;
     try {
       if (hook) {
         const mod = require(hook) as { createEngine(init: LensInitializationOptions, o: { log: (m: string) => void }): Engine };
         return mod.createEngine(init, { log });
+      }
+      if (backend) {
+        const apiKey = backendKey(backend);
+        return new AgentEngine(
+          new OpenAiEngine({ baseUrl: backend.baseUrl, model: backend.model, log, nativeTools: backend.tools === 'api', ...(apiKey ? { apiKey } : {}), ...(init.maxHistoryTurns !== undefined ? { maxHistoryTurns: init.maxHistoryTurns } : {}) }),
+        );
       }
       // The worker-thread engine keeps the daemon responsive (status, queue, cancel) while
       // onnxruntime computes.
@@ -92,6 +115,7 @@ export function runServe(argv: string[]): number | undefined | Promise<number | 
   let flags: ServeFlags;
   try {
     flags = parseServeFlags(argv);
+    if (flags.backend) backendKey(flags.backend);
   } catch (e) {
     process.stderr.write(`llava-lens serve: ${(e as Error).message}\n\n${SERVE_USAGE}`);
     return 2;
@@ -133,7 +157,7 @@ export function runServe(argv: string[]): number | undefined | Promise<number | 
   // only (window/logMessage), once.
   const engineLog = stdio ? logLine : (m: string) => connection.console.info(m);
   const stateDir = persistDir(flags);
-  startDaemon(connection, defaultEngineFactory(engineLog, stateDir ? { stateDir } : {}), {
+  startDaemon(connection, defaultEngineFactory(engineLog, stateDir ? { stateDir } : {}, {}, flags.backend), {
     executionProviders: availableProviders,
     ...(stdio ? { log: logLine } : {}),
     core: { limits: flags.limits },
@@ -167,8 +191,9 @@ async function runShared(flags: ServeFlags): Promise<number | undefined> {
   const factory = defaultEngineFactory(logLine, persist, {
     ...(flags.maxKvMb !== undefined ? { maxKvBytes: flags.maxKvMb * 1024 * 1024 } : {}),
     ...(flags.maxKvMbPerClient !== undefined ? { maxKvBytesPerOwner: flags.maxKvMbPerClient * 1024 * 1024 } : {}),
-  });
+  }, flags.backend);
   const core = new DaemonCore(() => factory(engineInit), { shared: true, limits: flags.limits, modelRoots, log: (level, line) => logLine(`[${level}] ${line}`) });
+  const openai = openAiEndpoint(core, { token: token.token, allowedOrigins: flags.allowedOrigins, maxBodyBytes: flags.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, log: logLine });
   let server: WsServer;
   try {
     server = await serveWebSocket(core, {
@@ -182,6 +207,7 @@ async function runShared(flags: ServeFlags): Promise<number | undefined> {
       ...(flags.maxConnections !== undefined ? { maxConnections: flags.maxConnections } : {}),
       executionProviders: availableProviders,
       log: logLine,
+      httpHandler: openai.handle,
     });
   } catch (e) {
     process.stderr.write(`llava-lens serve: ${(e as Error).message}\n`);
@@ -191,6 +217,14 @@ async function runShared(flags: ServeFlags): Promise<number | undefined> {
     logLine(`[warn] listening on ${flags.host}: reachable from other machines${tls ? '' : ' WITHOUT TLS (the token travels in clear text; use --tls-cert/--tls-key)'}. Remote clients send image bytes, never paths.`);
   }
   logLine(`[info] LLaVA Lens daemon listening on ${server.url} (token from ${token.from}; state in ${stateDir}${flags.noPersist ? ', conversations not persisted' : ''})`);
+  logLine(`[info] OpenAI-compatible API at ${server.url.replace(/^ws/, 'http')}/v1 (POST /chat/completions, GET /models; the same token as a Bearer key)`);
+  if (flags.backend) {
+    const b = flags.backend;
+    core.loadModel(b.model, {}, 'operator', () => undefined).then(
+      (info) => logLine(`[info] loaded ${info.name} on ${info.device} (${b.baseUrl})`),
+      (e: unknown) => logLine(`[error] could not load ${b.model} from ${b.baseUrl}: ${e instanceof Error ? e.message : String(e)}`),
+    );
+  }
   if (flags.model) {
     const model = path.resolve(flags.model);
     core.loadModel(model, { device: flags.device ?? 'auto', maxImagePixels: core.limits.maxImagePixels, maxImageBytes: core.limits.maxImageBytes, ...(flags.dtype ? { dtype: flags.dtype } : {}) }, 'operator', () => undefined).then(
@@ -200,6 +234,7 @@ async function runShared(flags: ServeFlags): Promise<number | undefined> {
   }
   const stop = (signal: string) => {
     logLine(`[info] ${signal}: stopping`);
+    openai.close();
     void server.close().finally(() => process.exit(0));
   };
   process.once('SIGINT', () => stop('SIGINT'));

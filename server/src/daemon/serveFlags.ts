@@ -1,7 +1,8 @@
 /**
- * `llava-lens serve` flags. One of `--stdio`, `--node-ipc`, `--ws <port>`; the limits apply to
- * every mode (a private daemon rarely needs them); the rest only to `--ws`. Errors are thrown as
- * plain `Error`s whose message names the flag; the caller prints usage and exits 2.
+ * `llava-lens serve` flags. One of `--stdio`, `--node-ipc`, `--ws <port>`; the limits and the
+ * backend (`--backend openai --base-url URL --backend-model NAME [--api-key-env VAR]`) apply to
+ * every mode (a private daemon rarely needs the limits); the rest only to `--ws`. Errors are
+ * thrown as plain `Error`s whose message names the flag; the caller prints usage and exits 2.
  */
 import { parseArgs } from 'node:util';
 import { DEVICES, DTYPES } from '../../../common/protocol';
@@ -9,8 +10,21 @@ import type { Device } from '../../../common/protocol';
 import type { DaemonLimits } from './access';
 import { isLoopback } from './wsServer';
 
+/** Generation on an OpenAI-compatible server instead of the local ONNX runtime. */
+export interface BackendFlags {
+  kind: 'openai';
+  /** e.g. http://127.0.0.1:8000/v1 */
+  baseUrl: string;
+  model: string;
+  /** The environment variable holding the API key (the key itself never goes on a command line). */
+  apiKeyEnv?: string;
+  /** How the tool loop offers its tools: as OpenAI `tools` (default), or in a system prompt (servers or models without tool calling). */
+  tools: 'api' | 'prompt';
+}
+
 export interface ServeFlags {
   mode: 'stdio' | 'ipc' | 'ws';
+  backend?: BackendFlags;
   port?: number;
   host: string;
   allowRemote: boolean;
@@ -75,6 +89,11 @@ export function parseServeFlags(argv: string[]): ServeFlags {
         'max-conversations': { type: 'string' },
         'requests-per-minute': { type: 'string' },
         'keep-conversations-minutes': { type: 'string' },
+        backend: { type: 'string' },
+        'base-url': { type: 'string' },
+        'backend-model': { type: 'string' },
+        'api-key-env': { type: 'string' },
+        'backend-tools': { type: 'string' },
         // accepted for node-ipc spawns (vscode-languageclient appends it)
         clientProcessId: { type: 'string' },
       },
@@ -122,6 +141,12 @@ export function parseServeFlags(argv: string[]): ServeFlags {
     modelRoots: v['model-root'] ?? [],
     limits,
   };
+  const backend = parseBackend(v);
+  if (backend) {
+    const local = (['model', 'model-root', 'device', 'dtype', 'max-kv-mb', 'max-kv-mb-per-client'] as const).filter((k) => v[k] !== undefined);
+    if (local.length) throw new Error(`${local.map((k) => `--${k}`).join(', ')} ${local.length > 1 ? 'apply' : 'applies'} to the local ONNX engine, not to --backend openai (name the remote model with --backend-model).`);
+    flags.backend = backend;
+  }
   if (mode === 'ws') {
     flags.port = int('ws', v.ws, 0);
     if (!isLoopback(flags.host) && !flags.allowRemote) {
@@ -145,4 +170,35 @@ export function parseServeFlags(argv: string[]): ServeFlags {
   const mc = int('max-connections', v['max-connections'], 1);
   if (mc !== undefined) flags.maxConnections = mc;
   return flags;
+}
+
+/** `--backend`: undefined for the local ONNX engine (`--backend onnx` or none). */
+function parseBackend(v: { backend?: string; 'base-url'?: string; 'backend-model'?: string; 'api-key-env'?: string; 'backend-tools'?: string }): BackendFlags | undefined {
+  const kind = v.backend ?? 'onnx';
+  if (kind !== 'onnx' && kind !== 'openai') throw new Error(`--backend: use onnx (the local runtime, default) or openai (an OpenAI-compatible server); got "${kind}".`);
+  if (kind === 'onnx') {
+    const stray = (['base-url', 'backend-model', 'api-key-env', 'backend-tools'] as const).filter((k) => v[k] !== undefined);
+    if (stray.length) throw new Error(`${stray.map((k) => `--${k}`).join(', ')} only apply with --backend openai.`);
+    return undefined;
+  }
+  const baseUrl = v['base-url'];
+  if (baseUrl === undefined) throw new Error('--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1 (vLLM) or http://127.0.0.1:11434/v1 (Ollama).');
+  let u: URL;
+  try {
+    u = new URL(baseUrl);
+  } catch {
+    throw new Error(`--base-url: "${baseUrl}" is not a URL; use http(s)://host:port/v1.`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`--base-url: "${baseUrl}" must be an http:// or https:// URL.`);
+  if (u.username || u.password || u.search) throw new Error('--base-url: put no credentials or query in the URL; pass the key with --api-key-env VAR.');
+  const model = v['backend-model'];
+  if (!model) throw new Error('--backend openai needs --backend-model NAME: the model id the server serves (its GET /v1/models lists them).');
+  const tools = v['backend-tools'] ?? 'api';
+  if (tools !== 'api' && tools !== 'prompt') throw new Error(`--backend-tools: use api (OpenAI tools, default) or prompt (tools described in a system prompt, for servers or models without tool calling); got "${tools}".`);
+  const out: BackendFlags = { kind: 'openai', baseUrl, model, tools };
+  if (v['api-key-env'] !== undefined) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(v['api-key-env'])) throw new Error(`--api-key-env takes the NAME of an environment variable; got "${v['api-key-env']}".`);
+    out.apiKeyEnv = v['api-key-env'];
+  }
+  return out;
 }

@@ -17,6 +17,11 @@
  * the whole context. A damaged log is reported and restored up to its last good turn, or, with a
  * corrupt header, moved aside and answered with UnknownConversation. `forget` deletes the file.
  *
+ * Stateless asks (`AskRequest.history`, the OpenAI-compatible endpoint) get a fresh conversation
+ * seeded with the given messages (their images through the vision cache/encoder, as a restore
+ * does), never persisted; the conversation is kept in statelessConversations.ts's index, so a
+ * next request whose history is this one's plus its answer continues it with its KV cache.
+ *
  * `AskRequest.maxPromptTokens` refuses (PromptTooLong) a turn whose own message, its text
  * tokens plus its image tokens, is over the limit, before the vision encoder runs.
  *
@@ -37,10 +42,11 @@ import { tuneGraph, type GraphTuningOptions, type TunedGraph } from './graphTuni
 import { decodeImage } from './image';
 import { expandImageTokens, mergeImageFeatures, type ImageFeatures } from './merge';
 import { readModelSpec, type ModelSpec } from './modelSpec';
+import { fingerprint, imageKey, StatelessIndex, type PrintedMessage } from './statelessConversations';
 import { preprocess, type PixelValues } from './preprocess';
 import { PromptFormat, type ChatMessage } from './prompt';
 import { makeRng, validateSamplerOptions } from './sampler';
-import type { AnswerDelta, AskRequest, AskStage, AskResult, Engine, ImageInput, LoadOptions, LoadProgress, ModelInfo, Timings } from './types';
+import type { AnswerDelta, AskRequest, AskStage, AskResult, Engine, HistoryMessage, ImageInput, LoadOptions, LoadProgress, ModelInfo, Timings } from './types';
 import { VisionEncoder } from './vision';
 
 export interface OnnxEngineOptions {
@@ -85,6 +91,7 @@ export class OnnxEngine implements Engine {
   private readonly visionCache = new Map<string, ImageFeatures>();
   private readonly log: (msg: string) => void;
   private readonly convLog: ConversationLog | undefined;
+  private readonly stateless = new StatelessIndex();
 
   constructor(private readonly opts: OnnxEngineOptions = {}) {
     this.log = opts.log ?? (() => undefined);
@@ -186,12 +193,14 @@ export class OnnxEngine implements Engine {
     this.model = undefined;
     this.tuned = undefined;
     this.store.clear();
+    this.stateless.clear();
     this.visionCache.clear();
     if (m) await Promise.all(m.sessions.map((s) => s.release().catch(() => undefined)));
   }
 
   forget(conversationId: string, keepSaved = false): void {
     this.store.delete(conversationId);
+    this.stateless.remove(conversationId);
     if (!keepSaved) this.forgetFile(conversationId);
   }
 
@@ -213,6 +222,8 @@ export class OnnxEngine implements Engine {
     if (!Number.isInteger(o.maxTokens) || o.maxTokens < 1) throw new LensError(LensErrorCode.InvalidParams, `maxTokens must be a positive integer, got ${o.maxTokens}`);
     const maxPrompt = req.maxPromptTokens;
     if (maxPrompt !== undefined && (!Number.isInteger(maxPrompt) || maxPrompt < 1)) throw new LensError(LensErrorCode.InvalidParams, `maxPromptTokens must be a positive integer, got ${maxPrompt}`);
+    if (req.tools !== undefined) throw new LensError(LensErrorCode.InvalidParams, 'this engine has no native tool calls: describe the tools in the prompt (the tool loop does) instead of sending "tools".');
+    if (req.history !== undefined && req.conversationId !== undefined) throw new LensError(LensErrorCode.InvalidParams, 'an ask carries either "history" (stateless) or a conversationId, not both.');
     const debug = new DebugDump();
     const timings: Timings = { decodeImageMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, firstTokenMs: 0, totalMs: 0, promptTokens: 0, cachedTokens: 0, imageTokens: 0, newTokens: 0, decodeTokensPerSec: 0 };
     const cancelledResult = (conversationId: string): AskResult => {
@@ -220,7 +231,12 @@ export class OnnxEngine implements Engine {
       return { text: '', tokenIds: [], conversationId, finishReason: 'cancelled', timings, device: m.info.device, model: m.info.name };
     };
     let conv: Conversation;
-    if (req.conversationId !== undefined) {
+    let printed: PrintedMessage[] | undefined; // stateless asks: the conversation so far, fingerprinted
+    if (req.history !== undefined) {
+      const seeded = await this.seed(m, req.history, signal, timings);
+      if (seeded === 'cancelled') return cancelledResult('');
+      ({ conv, printed } = seeded);
+    } else if (req.conversationId !== undefined) {
       const c = this.store.get(req.conversationId) ?? (await this.restore(m, req.conversationId, signal, timings));
       if (c === 'cancelled') return cancelledResult(req.conversationId);
       if (!c) throw new LensError(LensErrorCode.UnknownConversation, `unknown conversation '${req.conversationId}' (it may have expired or been forgotten${this.convLog ? '' : ', or the daemon restarted'}): start a new one by leaving out conversationId.`);
@@ -234,9 +250,11 @@ export class OnnxEngine implements Engine {
     const pixels: PixelValues[] = [];
     const keys: string[] = [];
     const stored: StoredImage[] = []; // for the conversation log
+    const turnKeys: string[] = []; // stateless asks: this turn's image fingerprints
     for (const [index, input] of req.images.entries()) {
       onStage({ stage: 'image', index, total: req.images.length });
       const bytes = await readImageBytes(input);
+      turnKeys.push(printed ? imageKey(bytes) : '');
       const mimeType = 'mimeType' in input ? input.mimeType : undefined;
       const { pv, key } = await this.prepareImage(m, bytes, mimeType, timings);
       debug.tensor('pixel_values', pv.data, pv.dims);
@@ -255,7 +273,11 @@ export class OnnxEngine implements Engine {
       }
     };
     checkPromptLimit(pixels.map((p) => m.vision.expectedRows(p)));
-    if (req.system !== undefined && conv.messages.length === 0) conv.messages.push({ role: 'system', text: req.system, images: 0 });
+    if (req.system !== undefined && conv.messages.length === 0) {
+      conv.messages.push({ role: 'system', text: req.system, images: 0 });
+      printed?.push({ role: 'system', text: req.system, images: [] });
+    }
+    const messagesBefore = conv.messages.length;
     this.trimHistory(conv);
     let plan = this.planPrompt(m, conv, userMsg, pixels.map((p) => m.vision.expectedRows(p)));
 
@@ -330,6 +352,11 @@ export class OnnxEngine implements Engine {
     if (req.owner !== undefined) conv.owner = req.owner;
     this.store.touch(conv);
     await this.persist(m, conv, stored);
+    if (printed && conv.messages.length === messagesBefore + 2) {
+      // nothing was dropped for room: a request that sends this conversation back continues it
+      printed.push({ role: userMsg.role, text: userMsg.text, images: turnKeys }, { role: 'assistant', text: gen.text, images: [] });
+      for (const old of this.stateless.put(fingerprint(printed), conv.id)) if (old !== conv.id) this.store.delete(old);
+    } else if (printed) this.store.delete(conv.id); // no request can name it again
 
     timings.firstTokenMs = gen.firstTokenAt !== undefined ? gen.firstTokenAt - t0 : 0;
     timings.totalMs = tEnd - t0;
@@ -338,6 +365,41 @@ export class OnnxEngine implements Engine {
     timings.decodeTokensPerSec = gen.tokenIds.length > 1 && decodeMs > 0 ? ((gen.tokenIds.length - 1) * 1000) / decodeMs : 0;
     debug.json('timings', timings);
     return { text: gen.text, tokenIds: gen.tokenIds, conversationId: conv.id, finishReason: gen.finishReason, timings, device: m.info.device, model: m.info.name };
+  }
+
+  /**
+   * A stateless ask's conversation (see the header): the one an earlier request left with exactly
+   * these messages, else a new one (not persisted) seeded with them and their images' features.
+   * 'cancelled' when `signal` aborted the vision encoder.
+   */
+  private async seed(m: Loaded, history: HistoryMessage[], signal: AbortSignal, timings: Timings): Promise<{ conv: Conversation; printed: PrintedMessage[] } | 'cancelled'> {
+    const printed: PrintedMessage[] = [];
+    const bytes: Array<{ bytes: Uint8Array; mimeType: string | undefined }> = [];
+    for (const h of history) {
+      const keys: string[] = [];
+      for (const input of h.images) {
+        const b = await readImageBytes(input);
+        keys.push(imageKey(b));
+        bytes.push({ bytes: b, mimeType: 'mimeType' in input ? input.mimeType : undefined });
+      }
+      printed.push({ role: h.role, text: h.text, images: keys });
+    }
+    const known = this.stateless.take(fingerprint(printed));
+    const found = known !== undefined ? this.store.get(known) : undefined;
+    if (found) return { conv: found, printed };
+    const t = performance.now();
+    const images: ImageFeatures[] = [];
+    for (const img of bytes) {
+      const { pv, key } = await this.prepareImage(m, img.bytes, img.mimeType, timings);
+      const f = await this.encodeImage(m, pv, key, signal);
+      if (!f) return 'cancelled';
+      images.push(f);
+    }
+    timings.visionMs += performance.now() - t;
+    const conv = this.store.create();
+    conv.messages = history.map((h) => ({ role: h.role, text: h.text, images: h.images.length }));
+    conv.images = images;
+    return { conv, printed };
   }
 
   /**

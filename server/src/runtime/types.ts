@@ -106,8 +106,22 @@ export interface AgentStepInfo {
   final?: boolean;
 }
 
+/** An earlier turn that a stateless caller (the OpenAI-compatible endpoint) sends with its ask. */
+export interface HistoryMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  text: string;
+  /** The turn's images, placed before its text (any role but `assistant`). */
+  images: ImageInput[];
+}
+
 export interface AskRequest {
   conversationId?: string;
+  /**
+   * Stateless ask: the whole conversation before this turn (possibly empty), instead of a
+   * `conversationId` (never both). The engine answers as if the conversation had happened; it
+   * may keep it (and its KV cache) for a request whose history extends it, never on disk.
+   */
+  history?: HistoryMessage[];
   images: ImageInput[];
   prompt: string;
   /** Who speaks this turn: the user (default) or a tool result (ChatML `tool` role, used by the tool loop). */
@@ -124,6 +138,12 @@ export interface AskRequest {
   maxPromptTokens?: number;
   /** Who asks (a shared daemon's client id): bounds KV cache memory per client (`maxKvBytesPerOwner`). */
   owner?: string;
+  /**
+   * Tools offered to the model through its API's own function calling (engines with
+   * `nativeToolCalls` only; others refuse it). Calls come back in the answer text as ChatML
+   * `<tool_call>{"name", "arguments"}</tool_call>` blocks, and results go back as `tool` turns.
+   */
+  tools?: ToolInfo[];
   options: GenerationOptions;
 }
 
@@ -216,6 +236,8 @@ export interface Engine {
    * a persisted conversation is restored from its file when it is used again.
    */
   forget(conversationId: string, keepSaved?: boolean): void;
+  /** True when `ask` takes `AskRequest.tools` (an API with function calling, e.g. an OpenAI-compatible server). */
+  readonly nativeToolCalls?: boolean;
 }
 
 export type { LensError };
