@@ -31,6 +31,7 @@ export type CommandId =
   | 'llavaLens.statusMenu'
   | 'llavaLens.stop'
   | 'llavaLens.setRemoteToken'
+  | 'llavaLens.setBackendApiKey'
   | 'llavaLens.showPanel';
 
 export interface CommandSpec {
@@ -59,6 +60,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   { id: 'llavaLens.statusMenu', title: 'Status and Actions…', takesImages: false },
   { id: 'llavaLens.stop', title: 'Stop Answer', icon: '$(debug-stop)', takesImages: false },
   { id: 'llavaLens.setRemoteToken', title: 'Set Remote Daemon Token…', takesImages: false },
+  { id: 'llavaLens.setBackendApiKey', title: 'Set Backend API Key…', takesImages: false },
   { id: 'llavaLens.showPanel', title: 'Show Panel', takesImages: false },
 ];
 

@@ -12,6 +12,7 @@ export type FixAction =
   | { kind: 'showLogs' }
   | { kind: 'restartDaemon'; label?: string }
   | { kind: 'setRemoteToken' }
+  | { kind: 'setBackendApiKey' }
   | { kind: 'selectModel' }
   | { kind: 'chooseImage' }
   | { kind: 'openSettings' }
@@ -42,6 +43,8 @@ export function fixLabel(a: FixAction): string {
       return a.label ?? 'Restart Daemon';
     case 'setRemoteToken':
       return 'Set Token…';
+    case 'setBackendApiKey':
+      return 'Set API Key…';
     case 'selectModel':
       return 'Select Model…';
     case 'chooseImage':
@@ -133,6 +136,24 @@ export const advice = {
       severity: 'error',
       message: `LLaVA Lens: could not reconnect to the remote daemon at ${url} (${reason}). Check that it runs, then reconnect.`,
       actions: [{ kind: 'restartDaemon', label: 'Reconnect' }, { kind: 'openSettings' }, { kind: 'showLogs' }],
+    };
+  },
+  /** `backend.kind` is "openai" but its base URL or model is not set (`message` from `toDaemonSpawn`): nothing is spawned. */
+  backendIncomplete(message: string): Advice {
+    return {
+      severity: 'error',
+      message: `LLaVA Lens: ${message}`,
+      actions: [{ kind: 'openSetting', setting: 'llavaLens.backend', label: 'Open Settings' }],
+    };
+  },
+  /** "Select Model…" with a serving engine: its model is a setting, not a folder. */
+  modelFromBackend(baseUrl: string, model: string): Advice {
+    return {
+      severity: 'info',
+      message:
+        `LLaVA Lens generates on the OpenAI-compatible server at ${baseUrl}, with the model llavaLens.backend.model names (${model ? `now "${model}"` : 'not set yet'}). ` +
+        'Change that setting to use another model the server serves, or set llavaLens.backend.kind to "onnx" to choose a local model folder.',
+      actions: [{ kind: 'openSetting', setting: 'llavaLens.backend.model', label: 'Open Setting' }],
     };
   },
   testModelNotice(): Advice {
@@ -270,6 +291,13 @@ export function adviceForDaemonError(code: number | undefined, message: string, 
         severity: 'error',
         message: text,
         actions: [{ kind: 'openSetting', setting: 'llavaLens.device', label: 'Device Setting' }, { kind: 'showLogs' }],
+      };
+    case LensErrorCode.BackendFailed:
+      // The serving engine (llavaLens.backend.*) failed: its URL, key or model, or the server itself.
+      return {
+        severity: 'error',
+        message: text,
+        actions: [{ kind: 'openSetting', setting: 'llavaLens.backend', label: 'Backend Settings' }, { kind: 'setBackendApiKey' }, { kind: 'showLogs' }],
       };
     case LensErrorCode.PromptTooLong:
       return { severity: 'error', message: `${text} Ask with fewer images or a shorter question, or start a new conversation.`, actions: [] };

@@ -19,7 +19,7 @@ import { createNotifier } from './notify';
 import { isPanelState, EMPTY_STATE } from './panel/messages';
 import { restoredState } from './panel/model';
 import { LensPanel, PANEL_VIEW_TYPE } from './panel/panel';
-import { readSettings, REMOTE_TOKEN_SECRET, SECTION, settingsEffects, type LensSettings } from './settings';
+import { BACKEND_API_KEY_SECRET, readSettings, REMOTE_TOKEN_SECRET, SECTION, settingsEffects, type LensSettings } from './settings';
 import { presentStatus } from './statusText';
 
 export function activate(context: vscode.ExtensionContext): void {
@@ -58,7 +58,12 @@ export function activate(context: vscode.ExtensionContext): void {
   const showStatus = () => {
     // The daemon in use; before the first use, the one the settings name.
     const remoteUrl = daemon.view.phase === 'idle' ? current.remoteUrl || undefined : daemon.remoteUrl;
-    const p = presentStatus(daemon.view, remoteUrl ? { remoteUrl } : {});
+    // The serving engine until the daemon's own status names the model (device `remote`).
+    const backend =
+      daemon.view.phase === 'running' ? undefined
+      : daemon.view.phase === 'idle' ? (current.backend === 'openai' && !current.remoteUrl ? { baseUrl: current.backendBaseUrl, model: current.backendModel } : undefined)
+      : daemon.backend;
+    const p = presentStatus(daemon.view, { ...(remoteUrl ? { remoteUrl } : {}), ...(backend ? { backend } : {}) });
     status.text = p.text;
     status.tooltip = p.tooltip;
     status.backgroundColor = p.error ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
@@ -69,6 +74,11 @@ export function activate(context: vscode.ExtensionContext): void {
   context.subscriptions.push(status);
 
   let restartWhenIdle = false;
+  /** Restarts the daemon now, or after the answer in flight. */
+  const restartSoon = () => {
+    if (daemon.inFlight) restartWhenIdle = true;
+    else void daemon.restart().catch(() => undefined);
+  };
   context.subscriptions.push(
     daemon.onDidChangeView(() => {
       showStatus();
@@ -93,12 +103,12 @@ export function activate(context: vscode.ExtensionContext): void {
       if (fx.remote && daemon.view.phase !== 'idle') {
         // Leave the daemon in use (local or remote) for the one the settings now name.
         log(`llavaLens.remote.* changed: switching to ${current.remoteUrl || 'a local daemon'}` + (daemon.inFlight ? ' after the current answer.' : '.'));
-        if (daemon.inFlight) restartWhenIdle = true;
-        else void daemon.restart().catch(() => undefined);
+        restartSoon();
       } else if (fx.restartDaemon && daemon.isRunning) {
         log('Settings that the daemon takes at start changed: restarting it' + (daemon.inFlight ? ' after the current answer.' : '.'));
-        if (daemon.inFlight) restartWhenIdle = true;
-        else void daemon.restart().catch(() => undefined);
+        restartSoon();
+      } else if (fx.restartDaemon && daemon.view.phase === 'failed') {
+        void daemon.stop(); // e.g. the missing backend URL is set now: the next use starts afresh
       } else if (fx.reloadModel) {
         void daemon.reloadModel();
       }
@@ -150,6 +160,7 @@ export function activate(context: vscode.ExtensionContext): void {
       else void vscode.window.setStatusBarMessage('LLaVA Lens: no answer to stop', 2000);
     },
     'llavaLens.setRemoteToken': () => setRemoteToken(context, daemon, settings),
+    'llavaLens.setBackendApiKey': () => setBackendApiKey(context, daemon, settings, restartSoon),
     'llavaLens.showPanel': () => LensPanel.show(context, asker, false),
   };
   for (const spec of COMMANDS) {
@@ -200,6 +211,30 @@ async function setRemoteToken(context: vscode.ExtensionContext, daemon: LensDaem
   }
   void vscode.window.setStatusBarMessage(`LLaVA Lens: token saved; connecting to ${url}`, 5000);
   if (!daemon.isRunning || daemon.remoteUrl !== url) await daemon.restart().catch(() => undefined); // a refusal is reported by LensDaemon
+}
+
+/**
+ * Stores (or deletes) the serving engine's API key. A daemon running on that engine restarts
+ * (after the answer in flight) to get it: the key reaches the daemon only in its environment.
+ */
+async function setBackendApiKey(context: vscode.ExtensionContext, daemon: LensDaemon, settings: () => LensSettings, restartSoon: () => void): Promise<void> {
+  const key = await vscode.window.showInputBox({
+    title: 'LLaVA Lens: API key of the OpenAI-compatible server',
+    prompt: 'Sent as "Authorization: Bearer" to llavaLens.backend.baseUrl. Kept in VS Code’s secret storage. Leave empty to delete it.',
+    password: true,
+    ignoreFocusOut: true,
+  });
+  if (key === undefined) return;
+  if (key.trim() === '') await context.secrets.delete(BACKEND_API_KEY_SECRET);
+  else await context.secrets.store(BACKEND_API_KEY_SECRET, key.trim());
+  const saved = key.trim() === '' ? 'API key deleted' : 'API key saved';
+  const s = settings();
+  if (s.backend !== 'openai' || s.remoteUrl) {
+    void vscode.window.showInformationMessage(`LLaVA Lens: ${saved}. It is used when llavaLens.backend.kind is "openai" (and llavaLens.remote.url is empty).`);
+    return;
+  }
+  void vscode.window.setStatusBarMessage(`LLaVA Lens: ${saved}${daemon.backend ? '; restarting the daemon' : ''}`, 5000);
+  if (daemon.backend && daemon.view.phase !== 'idle') restartSoon();
 }
 
 async function askAboutClipboard(context: vscode.ExtensionContext, asker: Asker, notify: ReturnType<typeof createNotifier>): Promise<void> {

@@ -8,6 +8,9 @@
  * With a remote daemon (`llavaLens.remote.url`) the model is its operator's choice: the list is
  * the daemon's own `lens/listModels` (its folders, on its machine), and picking one loads it there
  * (for every client of that daemon) after a confirmation; nothing is written to the settings.
+ *
+ * With a serving engine (`llavaLens.backend.kind` "openai") the model is `llavaLens.backend.model`:
+ * a message says so, with a button that opens that setting.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -16,6 +19,8 @@ import { cacheDir, DEFAULT_PRESET } from '../../server/src/cli/defaultModel';
 import type { LensDaemon } from './daemon/lensDaemon';
 import type { LensClient } from './daemonClient';
 import { FEW_MODELS, mergeModelLists } from './downloadChoices';
+import { advice } from './errorAdvice';
+import { createNotifier } from './notify';
 import { SECTION, type LensSettings } from './settings';
 
 interface ModelItem extends vscode.QuickPickItem {
@@ -58,6 +63,7 @@ function variantsText(m: ModelEntry): string {
 export async function selectModel(daemon: LensDaemon, settings: () => LensSettings, log: (line: string) => void): Promise<void> {
   const s = settings();
   if (s.remoteUrl) return selectRemoteModel(daemon, s.remoteUrl, log);
+  if (s.backend === 'openai') return createNotifier(log)(advice.modelFromBackend(s.backendBaseUrl || '(llavaLens.backend.baseUrl, not set)', s.backendModel));
   const items: ModelItem[] = [];
   let models: ModelEntry[] = [];
   try {

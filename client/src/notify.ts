@@ -40,6 +40,9 @@ export async function runFix(action: FixAction, onChooseImage?: (uris: vscode.Ur
     case 'setRemoteToken':
       await vscode.commands.executeCommand('llavaLens.setRemoteToken');
       return;
+    case 'setBackendApiKey':
+      await vscode.commands.executeCommand('llavaLens.setBackendApiKey');
+      return;
     case 'selectModel':
       await vscode.commands.executeCommand('llavaLens.selectModel');
       return;

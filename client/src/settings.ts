@@ -10,6 +10,20 @@ import type { AskParams, Device, DtypeSpec, LensInitializationOptions, ModelFile
 export const SECTION = 'llavaLens';
 /** SecretStorage key of the remote daemon's token (command "Set Remote Daemon Token…"). */
 export const REMOTE_TOKEN_SECRET = 'llavaLens.remoteToken';
+/** SecretStorage key of the serving engine's API key (command "Set Backend API Key…"). */
+export const BACKEND_API_KEY_SECRET = 'llavaLens.backendApiKey';
+/**
+ * The variable the spawned daemon reads that key from (`serve --api-key-env`): the key goes into
+ * the daemon's environment, never on its command line (which other users of the machine can read).
+ */
+export const BACKEND_API_KEY_ENV = 'LLAVA_LENS_BACKEND_API_KEY';
+
+/** `llavaLens.backend.kind`: the local ONNX runtime, or an OpenAI-compatible server (`serve --backend`). */
+export const BACKEND_KINDS = ['onnx', 'openai'] as const;
+export type BackendKind = (typeof BACKEND_KINDS)[number];
+/** `llavaLens.backend.tools`: how the tool loop offers its tools to the server (`serve --backend-tools`). */
+export const BACKEND_TOOL_MODES = ['api', 'prompt'] as const;
+export type BackendToolMode = (typeof BACKEND_TOOL_MODES)[number];
 
 export interface LensSettings {
   modelFolders: string[];
@@ -29,6 +43,13 @@ export interface LensSettings {
   remoteTlsCa: string;
   /** '' = the Node that runs the extension host. */
   nodePath: string;
+  /** Where the spawned daemon generates: 'onnx' (the local model) or 'openai' (the server below). */
+  backend: BackendKind;
+  /** The server's API, e.g. `http://127.0.0.1:11434/v1` ('' = not set; required with 'openai'). */
+  backendBaseUrl: string;
+  /** The model id the server serves ('' = not set; required with 'openai'). */
+  backendModel: string;
+  backendTools: BackendToolMode;
 }
 
 export const DEFAULT_SETTINGS: LensSettings = {
@@ -44,6 +65,10 @@ export const DEFAULT_SETTINGS: LensSettings = {
   remoteUrl: '',
   remoteTlsCa: '',
   nodePath: '',
+  backend: 'onnx',
+  backendBaseUrl: '',
+  backendModel: '',
+  backendTools: 'api',
 };
 
 /** Node flags the daemon process is started with (`execArgv`); the speed work may set some. */
@@ -123,7 +148,38 @@ export function readSettings(get: (key: string) => unknown): SettingsRead {
     if (typeof nodePath === 'string') s.nodePath = nodePath.trim();
     else bad('daemon.nodePath', 'a path to a node executable (empty for the default)', nodePath);
   }
+  const backend = get('backend.kind');
+  if (backend !== undefined) {
+    if (typeof backend === 'string' && (BACKEND_KINDS as readonly string[]).includes(backend)) s.backend = backend as BackendKind;
+    else bad('backend.kind', `one of ${BACKEND_KINDS.join(', ')}`, backend);
+  }
+  const baseUrl = get('backend.baseUrl');
+  if (baseUrl !== undefined) {
+    if (typeof baseUrl === 'string' && (baseUrl.trim() === '' || isServerUrl(baseUrl.trim()))) s.backendBaseUrl = baseUrl.trim();
+    else bad('backend.baseUrl', 'an http:// or https:// URL without credentials or query, e.g. http://127.0.0.1:11434/v1 (the key goes in "Set Backend API Key…")', baseUrl);
+  }
+  const backendModel = get('backend.model');
+  if (backendModel !== undefined) {
+    if (typeof backendModel === 'string') s.backendModel = backendModel.trim();
+    else bad('backend.model', "the id of a model the server serves (its GET /v1/models lists them)", backendModel);
+  }
+  const backendTools = get('backend.tools');
+  if (backendTools !== undefined) {
+    if (typeof backendTools === 'string' && (BACKEND_TOOL_MODES as readonly string[]).includes(backendTools)) s.backendTools = backendTools as BackendToolMode;
+    else bad('backend.tools', `one of ${BACKEND_TOOL_MODES.join(', ')}`, backendTools);
+  }
   return { settings: s, problems };
+}
+
+/** What `serve --base-url` accepts: http(s), no user, password or query (the key travels apart). */
+function isServerUrl(v: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return false;
+  }
+  return (u.protocol === 'http:' || u.protocol === 'https:') && !u.username && !u.password && !u.search;
 }
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; expected: string };
@@ -143,12 +199,52 @@ export function parseDtype(v: unknown): Parsed<DtypeSpec> {
 }
 
 /**
+ * How to spawn the local daemon: the `serve` flags after `serve` (the transport flag,
+ * `--node-ipc`, is vscode-languageclient's to add) and the variables to add to its environment.
+ * With `backend` 'openai': `--backend openai --base-url … --backend-model … --backend-tools …`,
+ * and with an API key (`apiKey`, from SecretStorage) `--api-key-env LLAVA_LENS_BACKEND_API_KEY`
+ * plus that variable — the key itself is never an argument. Not ok when the base URL or the model
+ * is not set (`missing` names the setting, `message` says what to put there).
+ */
+export type DaemonSpawn =
+  | { ok: true; args: string[]; env: Record<string, string> }
+  | { ok: false; missing: 'backend.baseUrl' | 'backend.model'; message: string };
+
+export function toDaemonSpawn(s: LensSettings, apiKey: string | undefined): DaemonSpawn {
+  if (s.backend === 'onnx') return { ok: true, args: [], env: {} };
+  const using = `${SECTION}.backend.kind is "openai"`;
+  if (!s.backendBaseUrl) {
+    return {
+      ok: false,
+      missing: 'backend.baseUrl',
+      message: `${using} but ${SECTION}.backend.baseUrl is empty: set it to the server's API, e.g. http://127.0.0.1:11434/v1 (Ollama) or http://gpu-box:8000/v1 (vLLM), or set ${SECTION}.backend.kind to "onnx" for the local model.`,
+    };
+  }
+  if (!s.backendModel) {
+    return {
+      ok: false,
+      missing: 'backend.model',
+      message: `${using} but ${SECTION}.backend.model is empty: set it to the id of a model ${s.backendBaseUrl} serves (its GET /models lists them, e.g. llava:7b in Ollama).`,
+    };
+  }
+  const key = apiKey?.trim();
+  return {
+    ok: true,
+    args: ['--backend', 'openai', '--base-url', s.backendBaseUrl, '--backend-model', s.backendModel, '--backend-tools', s.backendTools, ...(key ? ['--api-key-env', BACKEND_API_KEY_ENV] : [])],
+    env: key ? { [BACKEND_API_KEY_ENV]: key } : {},
+  };
+}
+
+/**
  * `initialize.initializationOptions` for the daemon. `modelPath` is the folder to load (the
  * configured one, or the embedded default's folder). A remote daemon gets none: its model, model
  * folders, device and limits are its operator's choice, and this machine's paths mean nothing there.
+ * A daemon on a serving engine (`backend` 'openai') gets only the image limit: its model is
+ * `backend.model` on the server (a spawn flag), so no folder, device or precision applies.
  */
 export function toInitializationOptions(s: LensSettings, modelPath: string | undefined): LensInitializationOptions {
   if (s.remoteUrl) return {};
+  if (s.backend === 'openai') return { maxImageMegapixels: s.maxImageMegapixels };
   const init: LensInitializationOptions = {
     modelRoots: [...s.modelFolders],
     device: s.device,
@@ -169,9 +265,10 @@ export function toAskOptions(s: LensSettings, imageCount = 0): Pick<AskParams, '
 
 /**
  * What a settings change needs, from the old and new values:
- * - `restartDaemon`: options only given at `initialize` changed (image limit, node path);
+ * - `restartDaemon`: options only given at `initialize` or spawn changed (image limit, node path,
+ *   the backend: its kind, or the server, model or tool mode of an 'openai' one);
  * - `reloadModel`: model, precision or device changed (sent as `lens/loadModel`; never to a
- *   remote daemon, whose model is its operator's choice);
+ *   remote daemon, whose model is its operator's choice, nor with `backend` 'openai');
  * - `diagnostics`: the alt-text hints were switched;
  * - `remote`: the remote URL or its CA changed: the daemon in use (local or remote) is left and
  *   the new one is used (connected to at once when one was in use).
@@ -188,10 +285,13 @@ export function settingsEffects(before: LensSettings, after: LensSettings): Sett
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   const remote = before.remoteUrl !== after.remoteUrl || (after.remoteUrl !== '' && before.remoteTlsCa !== after.remoteTlsCa);
   const local = before.remoteUrl === '' && after.remoteUrl === '';
-  const restartDaemon = local && (before.maxImageMegapixels !== after.maxImageMegapixels || before.nodePath !== after.nodePath);
+  const backend =
+    before.backend !== after.backend ||
+    (after.backend === 'openai' && (before.backendBaseUrl !== after.backendBaseUrl || before.backendModel !== after.backendModel || before.backendTools !== after.backendTools));
+  const restartDaemon = local && (before.maxImageMegapixels !== after.maxImageMegapixels || before.nodePath !== after.nodePath || backend);
   return {
     restartDaemon,
-    reloadModel: local && !restartDaemon && (before.model !== after.model || !same(before.dtype, after.dtype) || before.device !== after.device),
+    reloadModel: local && !restartDaemon && after.backend === 'onnx' && (before.model !== after.model || !same(before.dtype, after.dtype) || before.device !== after.device),
     diagnostics: before.altTextDiagnostics !== after.altTextDiagnostics,
     remote,
   };

@@ -25,8 +25,11 @@ function mib(bytes: number): string {
   return `${Math.round(bytes / (1024 * 1024))} MiB`;
 }
 
-/** `remoteUrl`: the shared daemon in use (`llavaLens.remote.url`), shown in the tooltip. */
-export function presentStatus(view: DaemonView, extra: { remoteUrl?: string } = {}): StatusPresentation {
+/**
+ * `remoteUrl`: the shared daemon in use (`llavaLens.remote.url`); `backend`: the serving engine the
+ * local daemon generates on (`llavaLens.backend.*`). Both are shown in the tooltip.
+ */
+export function presentStatus(view: DaemonView, extra: { remoteUrl?: string; backend?: { baseUrl: string; model: string } } = {}): StatusPresentation {
   const lines: string[] = [];
   let text: string;
   let error = false;
@@ -70,7 +73,12 @@ export function presentStatus(view: DaemonView, extra: { remoteUrl?: string } = 
           break;
       }
       if (s.message) lines.push(s.message);
-      if (model) {
+      if (model && model.device === 'remote') {
+        // A model on an OpenAI-compatible server: its path is the server's URL, no precision here.
+        lines.push(`Model: ${model.name}`);
+        lines.push(`Server: ${model.path} (OpenAI-compatible)`);
+        lines.push('Device: remote');
+      } else if (model) {
         lines.push(`Model: ${model.name}${model.isTestModel ? ' (tiny test model, random weights)' : ''}`);
         lines.push(`Folder: ${model.path}`);
         lines.push(`Device: ${s.device ?? model.device}`);
@@ -87,6 +95,7 @@ export function presentStatus(view: DaemonView, extra: { remoteUrl?: string } = 
     }
   }
   if (extra.remoteUrl) lines.push(`Remote daemon: ${extra.remoteUrl} (shared; its operator chooses the model)`);
+  else if (extra.backend) lines.push(`Backend: ${extra.backend.model} at ${extra.backend.baseUrl} (llavaLens.backend.model chooses the model)`);
   lines.push('Click for actions.');
   return { text, tooltip: lines.join('\n'), error };
 }

@@ -10,6 +10,11 @@
  * in 3 minutes, each with up to `RECONNECT_DELAYS_MS.length` attempts), saying so. Leaving a
  * remote daemon closes the socket without `shutdown`: the daemon keeps serving its other clients.
  *
+ * With `llavaLens.backend.kind` "openai" the spawned daemon generates on an OpenAI-compatible
+ * server (`serve --backend openai …`, flags from `toDaemonSpawn`; the API key from SecretStorage
+ * reaches it in its environment, never its command line). No model is prepared or sent: the model
+ * is the server's (`backend.model`), which the daemon reports from the start (device `remote`).
+ *
  * Pairs: `ensureStarted`/`stop`; `restart` = stop + start. Callers get a `LensClient` from
  * `ensureStarted` (concurrent callers share one start).
  */
@@ -23,7 +28,7 @@ import { cacheDir, ensureDefaultModel } from '../../../server/src/cli/defaultMod
 import { LensClient } from '../daemonClient';
 import { advice, adviceForDaemonError } from '../errorAdvice';
 import type { Notifier } from '../notify';
-import { DAEMON_NODE_ARGS, REMOTE_TOKEN_SECRET, toInitializationOptions, type LensSettings } from '../settings';
+import { BACKEND_API_KEY_SECRET, DAEMON_NODE_ARGS, REMOTE_TOKEN_SECRET, toDaemonSpawn, toInitializationOptions, type LensSettings } from '../settings';
 import type { DaemonView } from '../statusText';
 import { lensConnectionFor } from './languageClientConnection';
 import { closeSocket, openRemoteSocket, RECONNECT_DELAYS_MS, RemoteConnectError, transportsOver } from './remoteTransport';
@@ -56,6 +61,8 @@ export class LensDaemon implements vscode.Disposable {
   /** The shared daemon in use (set when a start chose it), and its open socket. */
   private remote: string | undefined;
   private socket: WebSocket | undefined;
+  /** The serving engine the local daemon generates on (set when a start chose `backend.kind` "openai"). */
+  private backendInUse: { baseUrl: string; model: string } | undefined;
   private reconnecting = false;
   private disposed = false;
 
@@ -93,6 +100,11 @@ export class LensDaemon implements vscode.Disposable {
     return this.remote;
   }
 
+  /** The OpenAI-compatible server (and model) the local daemon generates on; undefined for the local model or a remote daemon. */
+  get backend(): { baseUrl: string; model: string } | undefined {
+    return this.backendInUse;
+  }
+
   private setView(v: DaemonView): void {
     this.viewValue = v;
     this.viewEmitter.fire(v);
@@ -115,19 +127,36 @@ export class LensDaemon implements vscode.Disposable {
     const s = this.settings();
     let serverOptions: ServerOptions;
     if (s.remoteUrl) {
+      this.backendInUse = undefined;
       serverOptions = await this.connectRemote(s, quiet);
     } else {
       this.remote = undefined;
-      this.setView({ phase: 'preparing', message: 'Preparing the model…' });
-      try {
-        await this.resolveModel(s);
-      } catch (e) {
-        const reason = e instanceof Error ? e.message : String(e);
-        this.setView({ phase: 'failed', message: `No model: ${reason}` });
-        void this.notify(advice.defaultModelFailed(reason));
-        throw e;
+      const spawn = toDaemonSpawn(s, s.backend === 'openai' ? await this.context.secrets.get(BACKEND_API_KEY_SECRET) : undefined);
+      if (!spawn.ok) {
+        this.backendInUse = undefined;
+        this.output.error(spawn.message);
+        this.setView({ phase: 'failed', message: spawn.message });
+        if (!quiet) void this.notify(advice.backendIncomplete(spawn.message));
+        throw new Error(spawn.message);
       }
-      serverOptions = this.localServerOptions(s);
+      if (s.backend === 'openai') {
+        // The server's model: nothing to prepare here, no folder to send.
+        this.modelPath = undefined;
+        this.embedded = false;
+        this.backendInUse = { baseUrl: s.backendBaseUrl, model: s.backendModel };
+      } else {
+        this.backendInUse = undefined;
+        this.setView({ phase: 'preparing', message: 'Preparing the model…' });
+        try {
+          await this.resolveModel(s);
+        } catch (e) {
+          const reason = e instanceof Error ? e.message : String(e);
+          this.setView({ phase: 'failed', message: `No model: ${reason}` });
+          void this.notify(advice.defaultModelFailed(reason));
+          throw e;
+        }
+      }
+      serverOptions = this.localServerOptions(s, spawn);
     }
 
     this.setView({ phase: 'starting' });
@@ -214,17 +243,18 @@ export class LensDaemon implements vscode.Disposable {
     };
   }
 
-  private localServerOptions(s: LensSettings): ServerOptions {
+  /** `spawn`: the backend's flags and environment (toDaemonSpawn; the API key only in `env`). */
+  private localServerOptions(s: LensSettings, spawn: { args: string[]; env: Record<string, string> }): ServerOptions {
     const module = daemonModulePath(this.context.extensionPath);
-    const env = { ...process.env, LLAVA_LENS_CACHE: cacheDir(process.env) };
+    const env = { ...process.env, LLAVA_LENS_CACHE: cacheDir(process.env), ...spawn.env };
     const run = {
       module,
       transport: TransportKind.ipc,
-      args: ['serve'],
+      args: ['serve', ...spawn.args],
       options: { env, execArgv: [...DAEMON_NODE_ARGS] },
       ...(s.nodePath ? { runtime: s.nodePath } : {}),
     };
-    this.output.info(`Starting the daemon: ${s.nodePath || 'node'} ${DAEMON_NODE_ARGS.join(' ')} ${module} serve --node-ipc`);
+    this.output.info(`Starting the daemon: ${[s.nodePath || 'node', ...DAEMON_NODE_ARGS, module, 'serve', '--node-ipc', ...spawn.args].join(' ')}`);
     return { run, debug: run };
   }
 
@@ -329,7 +359,8 @@ export class LensDaemon implements vscode.Disposable {
 
   /** Loads the configured model (after a settings change) into the running daemon; no-op when not running. */
   async reloadModel(): Promise<void> {
-    if (!this.lens || !this.isRunning || this.remote) return; // a remote daemon's model is its operator's choice
+    // A remote daemon's model is its operator's choice; a serving engine's is llavaLens.backend.model.
+    if (!this.lens || !this.isRunning || this.remote || this.backendInUse) return;
     const s = this.settings();
     try {
       await this.resolveModel(s);
