@@ -476,7 +476,8 @@ function checkDtypeSpec(method: string, field: string, v: unknown): Problem {
   }
   for (const [key, value] of Object.entries(v)) {
     if (!(MODEL_FILE_ROLES as readonly string[]).includes(key)) {
-      return `${method}: "${field}.${key}" is not a model file; use ${MODEL_FILE_ROLES.join(', ')}.`;
+      const shown = key.length > 40 ? `${key.slice(0, 40)}…` : key;
+      return `${method}: "${field}.${shown}" is not a model file; use ${MODEL_FILE_ROLES.join(', ')}.`;
     }
     const p = checkDtypeName(method, `${field}.${key}`, value);
     if (p) return p;

@@ -14,8 +14,13 @@
  *   - JSON nested deeper than `MAX_JSON_DEPTH`, a batch (array), or an object that is not a
  *     JSON-RPC 2.0 request, notification or response is answered with InvalidRequest (-32600),
  *     carrying the message's id when it has a usable one;
+ *   - a `$/cancelRequest` without a usable `params.id` is dropped (vscode-jsonrpc would throw on it);
  *   - frames over the size limit and invalid UTF-8 are closed by `ws` itself (1009, 1007).
  * A notification that fails these checks is answered too (with id null): the peer learns why.
+ * A response (`result`/`error`, no `method`) is never answered, even a malformed one: answering
+ * it would start an endless exchange of errors between two peers that both check their input
+ * this way; an error response with `id: null` (JSON-RPC's answer to an unparsable message) is
+ * accepted and handed on.
  */
 import type { ClientRequestArgs } from 'node:http';
 // The /node entry also installs vscode-jsonrpc's Node runtime, which a process using only this
@@ -63,7 +68,13 @@ export function jsonDepth(text: string, limit = Infinity): number {
   return max;
 }
 
-type Problem = { code: number; message: string; id: number | string | null };
+type Problem = {
+  code: number;
+  message: string;
+  id: number | string | null;
+  /** Dropped without an answer: the message is a response, and a response is never answered. */
+  silent?: boolean;
+};
 
 /** Why `value` is not one JSON-RPC 2.0 message, or undefined when it is one. */
 export function checkJsonRpcMessage(value: unknown): Problem | undefined {
@@ -74,6 +85,15 @@ export function checkJsonRpcMessage(value: unknown): Problem | undefined {
   const idOk = rawId === undefined || typeof rawId === 'string' || (typeof rawId === 'number' && Number.isSafeInteger(rawId));
   const id = idOk && rawId !== undefined ? (rawId as number | string) : null;
   const bad = (message: string): Problem => ({ code: ErrorCodes.InvalidRequest, message, id });
+  if (!('method' in m) && ('result' in m || 'error' in m)) {
+    // A response (the daemon sends requests such as window/workDoneProgress/create). Never
+    // answered: the peer would answer the answer. `id: null` is how JSON-RPC answers a message
+    // whose id could not be read, so it is a valid id here.
+    const silent = (message: string): Problem => ({ ...bad(message), silent: true });
+    if (m.jsonrpc !== '2.0') return silent('"jsonrpc" must be "2.0".');
+    if (rawId === undefined || (rawId !== null && !idOk)) return silent('a response needs "id": a string, an integer or null.');
+    return undefined;
+  }
   if (m.jsonrpc !== '2.0') return bad('"jsonrpc" must be "2.0".');
   if (!idOk) return bad('"id" must be a string or an integer.');
   if ('method' in m) {
@@ -81,10 +101,21 @@ export function checkJsonRpcMessage(value: unknown): Problem | undefined {
     if (m.params !== undefined && (typeof m.params !== 'object' || m.params === null)) return bad('"params", when present, must be an object or an array.');
     return undefined;
   }
-  // A response (the daemon sends requests such as window/workDoneProgress/create).
   if (rawId === undefined) return bad('a message needs "method" (request or notification) or "id" with "result"/"error" (response).');
-  if (!('result' in m) && !('error' in m)) return bad('a response needs "result" or "error".');
-  return undefined;
+  return bad('a response needs "result" or "error".');
+}
+
+/**
+ * vscode-jsonrpc reads `$/cancelRequest`'s `params.id` as soon as the message arrives, before any
+ * handler, and throws on a missing or null one (out of the socket's event handler: the
+ * connection stops reading). Such a notification cancels nothing: it is dropped here.
+ */
+function checkCancelNotification(m: Record<string, unknown>): Problem | undefined {
+  if (m.method !== '$/cancelRequest' || m.id !== undefined) return undefined;
+  const p = m.params;
+  const id = typeof p === 'object' && p !== null && !Array.isArray(p) ? (p as Record<string, unknown>).id : undefined;
+  if (typeof id === 'string' || typeof id === 'number') return undefined;
+  return { code: ErrorCodes.InvalidParams, message: '$/cancelRequest needs params {"id": <the id of the request to cancel>}.', id: null, silent: true };
 }
 
 export interface WebSocketReaderOptions {
@@ -121,7 +152,7 @@ export class WebSocketMessageReader extends AbstractMessageReader implements Mes
       this.socket.close(CloseCode.UnsupportedData, 'binary frames are not JSON-RPC: send each message as one text frame');
       return;
     }
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const text = (Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)).toString('utf8');
     const maxDepth = this.options.maxDepth ?? MAX_JSON_DEPTH;
     let problem: Problem | undefined;
     let value: unknown;
@@ -133,15 +164,37 @@ export class WebSocketMessageReader extends AbstractMessageReader implements Mes
       } catch (e) {
         problem = { code: ErrorCodes.ParseError, message: `the frame is not valid JSON (${(e as Error).message}).`, id: null };
       }
-      problem ??= checkJsonRpcMessage(value);
+      problem ??= checkJsonRpcMessage(value) ?? checkCancelNotification(value as Record<string, unknown>);
     }
-    if (problem) {
-      this.options.onRefused?.(problem);
-      sendFrame(this.socket, { jsonrpc: '2.0', id: problem.id, error: { code: problem.code, message: problem.message } });
+    if (problem) return this.refuse(problem);
+    if (!this.callback) {
+      this.buffered.push(value as Message);
       return;
     }
-    if (this.callback) this.callback(value as Message);
-    else this.buffered.push(value as Message);
+    try {
+      this.callback(value as Message);
+    } catch (e) {
+      // Whatever the connection's own bookkeeping throws must not escape into the socket's event
+      // handler (that stops the connection reading). A request still gets an answer.
+      const m = value as { id?: unknown; method?: unknown };
+      const isRequest = m.method !== undefined && (typeof m.id === 'string' || typeof m.id === 'number');
+      this.refuse({
+        code: ErrorCodes.InternalError,
+        message: `the message could not be handled: ${e instanceof Error ? e.message : String(e)}`,
+        id: isRequest ? (m.id as string | number) : null,
+        silent: !isRequest,
+      });
+    }
+  }
+
+  /** Reports a refused message and answers it unless it is `silent`. */
+  private refuse(problem: Problem): void {
+    this.options.onRefused?.(problem);
+    // Nothing to answer on a closing socket (frames that arrived after a close), and a failed
+    // send must not become an unhandled rejection.
+    if (!problem.silent && this.socket.readyState === WebSocket.OPEN) {
+      sendFrame(this.socket, { jsonrpc: '2.0', id: problem.id, error: { code: problem.code, message: problem.message } }).catch(() => undefined);
+    }
   }
 }
 
@@ -154,7 +207,13 @@ function sendFrame(socket: WebSocket, value: unknown): Promise<void> {
   return new Promise((resolve, reject) => socket.send(JSON.stringify(value), (err) => (err ? reject(err) : resolve())));
 }
 
-/** Writes JSON-RPC messages as text frames. */
+/**
+ * Writes JSON-RPC messages as text frames. A message written once the socket is closing or
+ * closed is dropped without an error: vscode-jsonrpc logs a failed write as a `window/logMessage`
+ * notification, whose write would fail again — an endless loop that starves the event loop (the
+ * socket's 'close' event, which ends the session, would never come). Pending requests are
+ * rejected when the connection is disposed on close.
+ */
 export class WebSocketMessageWriter extends AbstractMessageWriter implements MessageWriter {
   private errorCount = 0;
 
@@ -164,6 +223,7 @@ export class WebSocketMessageWriter extends AbstractMessageWriter implements Mes
   }
 
   async write(msg: Message): Promise<void> {
+    if (this.socket.readyState !== WebSocket.OPEN) return;
     try {
       await sendFrame(this.socket, msg);
       this.errorCount = 0;

@@ -29,6 +29,10 @@ export interface Harness {
   fromDaemon: PassThrough;
 }
 
+// A private daemon's lens/listModels also scans the models folder (downloads): keep this
+// machine's folder out of these tests.
+process.env.LLAVA_LENS_MODELS_DIR ??= path.join(os.tmpdir(), `lens-protocol-models-${process.pid}`);
+
 function wire(engine: FakeEngine): Harness {
   const toDaemon = new PassThrough();
   const fromDaemon = new PassThrough();

@@ -55,6 +55,15 @@ export const DEFAULT_LIMITS: DaemonLimits = {
   conversationKeepMs: 30 * 60_000,
 };
 
+/**
+ * A client-sent path as error messages show it: whole up to 240 characters, else its start and
+ * end (a path of megabytes must not come back in every answer).
+ */
+export function shownPath(p: string): string {
+  if (p.length <= 240) return p;
+  return `${p.slice(0, 160)}…${p.slice(-60)} (${p.length} characters)`;
+}
+
 /** Is `child` (a real path) `root` or inside it (a real path)? */
 function within(child: string, root: string): boolean {
   const rel = path.relative(root, child);
@@ -86,27 +95,29 @@ export interface AccessContext {
 export async function resolveClientPath(ctx: AccessContext, p: string, what: 'image' | 'model', field: string): Promise<string> {
   const base = ctx.workspaceFolders[0] ?? (ctx.kind === 'private' ? process.cwd() : undefined);
   if (ctx.kind === 'remote' && what === 'image') {
-    throw new LensError(LensErrorCode.PathNotAllowed, `${field}: a remote client sends image bytes, not paths: send {"bytes": <base64>} instead of {"path": "${p}"}.`);
+    throw new LensError(LensErrorCode.PathNotAllowed, `${field}: a remote client sends image bytes, not paths: send {"bytes": <base64>} instead of {"path": "${shownPath(p)}"}.`);
   }
   const abs = path.isAbsolute(p) ? path.normalize(p) : base ? path.resolve(base, p) : undefined;
   if (!abs) {
-    throw new LensError(LensErrorCode.PathNotAllowed, `${field}: "${p}" is relative but no workspace folder was declared at initialize: send an absolute path inside a workspace folder, or the bytes.`);
+    throw new LensError(LensErrorCode.PathNotAllowed, `${field}: "${shownPath(p)}" is relative but no workspace folder was declared at initialize: send an absolute path inside a workspace folder, or the bytes.`);
   }
   if (ctx.kind === 'private') return abs;
   let real: string;
   try {
     real = await fs.realpath(abs);
-  } catch {
-    throw new LensError(what === 'image' ? LensErrorCode.ImageNotFound : LensErrorCode.InvalidModelFolder, `${field}: ${abs} does not exist: check the path.`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' || code === 'ENOTDIR' ? 'does not exist' : `cannot be resolved (${code ?? (e as Error).message})`;
+    throw new LensError(what === 'image' ? LensErrorCode.ImageNotFound : LensErrorCode.InvalidModelFolder, `${field}: ${shownPath(abs)} ${why}: check the path.`);
   }
   const roots = what === 'image' ? ctx.workspaceFolders : ctx.modelRoots;
   const allowed = await realRoots(roots);
   if (!allowed.some((r) => within(real, r))) {
     const where = what === 'image' ? 'the workspace folders declared at initialize' : "the daemon's model roots (serve --model-root)";
-    const list = roots.length ? ` (${roots.join(', ')})` : ' (none declared)';
+    const list = roots.length ? ` (${roots.map(shownPath).join(', ')})` : ' (none declared)';
     throw new LensError(
       LensErrorCode.PathNotAllowed,
-      `${field}: ${abs}${real !== abs ? ` (really ${real})` : ''} is outside ${where}${list}: ` +
+      `${field}: ${shownPath(abs)}${real !== abs ? ` (really ${shownPath(real)})` : ''} is outside ${where}${list}: ` +
         (what === 'image' ? 'send the image bytes instead, or open that folder as a workspace folder.' : 'pick a model from lens/listModels.'),
     );
   }
@@ -119,11 +130,11 @@ async function readSandboxedImage(real: string, field: string, maxBytes: number)
   try {
     handle = await fs.open(real, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   } catch (e) {
-    throw new LensError(LensErrorCode.ImageNotFound, `${field}: ${real} cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): check the path and its permissions.`);
+    throw new LensError(LensErrorCode.ImageNotFound, `${field}: ${shownPath(real)} cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): check the path and its permissions.`);
   }
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new LensError(LensErrorCode.PathNotAllowed, `${field}: ${real} is not a regular file (a device, FIFO, socket or folder): send an image file.`);
+    if (!st.isFile()) throw new LensError(LensErrorCode.PathNotAllowed, `${field}: ${shownPath(real)} is not a regular file (a device, FIFO, socket or folder): send an image file.`);
     if (st.size > maxBytes) throw tooBig(field, st.size, maxBytes);
     const buf = await handle.readFile();
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -147,7 +158,7 @@ export async function resolveImageParam(ctx: AccessContext, img: ImageParam, fie
     if (!st?.isFile()) {
       throw new LensError(
         LensErrorCode.ImageNotFound,
-        `Image not found: ${abs} (${field}.path "${img.path}"). Send an absolute path, or one relative to ` +
+        `Image not found: ${shownPath(abs)} (${field}.path "${shownPath(img.path)}"). Send an absolute path, or one relative to ` +
           `${ctx.workspaceFolders[0] ? `the workspace folder ${ctx.workspaceFolders[0]}` : `the daemon's working folder ${process.cwd()}`}.`,
       );
     }

@@ -26,8 +26,12 @@ export function generationOptions(p: AskParams): GenerationOptions {
  * Resolves images under the client's access rules and applies defaults and limits. Throws
  * `LensError` (ImageNotFound, PathNotAllowed, ImageTooLarge, InvalidParams, LimitExceeded).
  */
-export async function toAskRequest(p: AskParams, ctx: AccessContext): Promise<AskRequest> {
+export async function toAskRequest(p: AskParams, ctx: AccessContext, model?: ModelInfo): Promise<AskRequest> {
   const { maxNewTokens, maxPromptTokens } = ctx.limits;
+  // Cheap refusals first: no image is read and no text tokenized for an ask that cannot run.
+  const maxImages = model?.imagesPerPrompt ?? MAX_IMAGES_BEFORE_LOAD;
+  if (p.images.length > maxImages) throw tooManyImages(p.images.length, maxImages, model?.name ?? 'a model');
+  if (model) checkPromptLength(p.prompt, model);
   if (p.maxTokens !== undefined && p.maxTokens > maxNewTokens) {
     throw new LensError(LensErrorCode.LimitExceeded, `lens/ask: "maxTokens" ${p.maxTokens} is over this daemon's limit of ${maxNewTokens} new tokens per ask: ask for fewer (continue in a follow-up turn).`);
   }
@@ -47,14 +51,33 @@ export async function toAskRequest(p: AskParams, ctx: AccessContext): Promise<As
  * Checks what depends on the model that will answer; throws `LensError(InvalidParams)`. A
  * default `maxTokens` (not sent by the client) is lowered to the model's context length.
  */
-export function checkAgainstModel(req: AskRequest, model: ModelInfo, maxTokensSent: boolean): void {
-  if (!maxTokensSent) req.options.maxTokens = Math.min(req.options.maxTokens, model.contextLength);
-  if (req.images.length > model.imagesPerPrompt) {
-    throw invalidParams(
-      `lens/ask: ${req.images.length} images sent but ${model.name} accepts at most ${model.imagesPerPrompt} per prompt; ` +
-        `send at most ${model.imagesPerPrompt} (ask about the rest in a follow-up turn).`,
+/** Images an ask may carry while no model is loaded (the loaded model's own limit applies later). */
+const MAX_IMAGES_BEFORE_LOAD = 16;
+/**
+ * Characters per context token above which a prompt cannot fit whatever the tokenizer does
+ * (byte-level BPE tokens average 3-5 characters of text; 16 leaves room for long merges).
+ * Checked before tokenizing, which for megabytes of text would hold the queue for seconds.
+ */
+const MAX_CHARS_PER_TOKEN = 16;
+
+function tooManyImages(n: number, max: number, name: string) {
+  return invalidParams(`lens/ask: ${n} images sent but ${name} accepts at most ${max} per prompt; send at most ${max} (ask about the rest in a follow-up turn).`);
+}
+
+function checkPromptLength(prompt: string, model: ModelInfo): void {
+  const max = model.contextLength * MAX_CHARS_PER_TOKEN;
+  if (prompt.length > max) {
+    throw new LensError(
+      LensErrorCode.PromptTooLong,
+      `lens/ask: the prompt is ${prompt.length} characters, more than ${model.name}'s context of ${model.contextLength} tokens can hold (at most ${max} characters): shorten it.`,
     );
   }
+}
+
+export function checkAgainstModel(req: AskRequest, model: ModelInfo, maxTokensSent: boolean): void {
+  if (!maxTokensSent) req.options.maxTokens = Math.min(req.options.maxTokens, model.contextLength);
+  if (req.images.length > model.imagesPerPrompt) throw tooManyImages(req.images.length, model.imagesPerPrompt, model.name);
+  checkPromptLength(req.prompt, model);
   if (req.options.maxTokens > model.contextLength) {
     throw invalidParams(
       `lens/ask: "maxTokens" must be at most ${model.name}'s context length ${model.contextLength}; got ${req.options.maxTokens}.`,

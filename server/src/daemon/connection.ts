@@ -52,7 +52,11 @@ export function createDaemonConnection(reader: MessageReader, writer: MessageWri
       hooks.onExit?.(code);
     },
   };
-  return createConnection((logger) => createProtocolConnection(reader, writer, quiet(logger)), watchDog);
+  // Once a write failed or the transport closed, log lines have nowhere to go (see `quiet`).
+  let transportDown = false;
+  writer.onError(() => (transportDown = true));
+  writer.onClose(() => (transportDown = true));
+  return createConnection((logger) => createProtocolConnection(reader, writer, quiet(logger, () => transportDown)), watchDog);
 }
 
 type Logger = Parameters<typeof createProtocolConnection>[2];
@@ -61,10 +65,16 @@ type Logger = Parameters<typeof createProtocolConnection>[2];
  * vscode-jsonrpc logs through the client's console (window/logMessage), e.g. when the reply to a
  * request cannot be sent because the client went away; on a closed connection that logging
  * itself throws, and would surface as an unhandled rejection. Logging must never fail.
+ *
+ * Nor loop: a failed send is logged ("Sending notification failed.") through this console, whose
+ * own send fails and is logged again, and so on — an endless chain of promise callbacks that
+ * starves the event loop (a WebSocket client that went away while the daemon sent it a
+ * notification hung the whole shared daemon). So nothing is sent once `transportDown()`.
  */
-function quiet(logger: Logger): Logger {
+function quiet(logger: Logger, transportDown: () => boolean): Logger {
   if (!logger) return logger;
   const safe = (f: (m: string) => void) => (m: string) => {
+    if (transportDown()) return;
     try {
       f.call(logger, m);
     } catch {

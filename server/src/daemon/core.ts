@@ -169,7 +169,11 @@ export class DaemonCore {
     if (!conversationId) return;
     const h = this.held.get(conversationId);
     if (h?.expiry) clearTimeout(h.expiry);
-    this.held.set(conversationId, { owner: client, lastUsed: ++this.useClock });
+    const mineNow: Held = { owner: client, lastUsed: ++this.useClock };
+    this.held.set(conversationId, mineNow);
+    // An ask that ends after its client left (cancelled by clientGone, or finished meanwhile):
+    // the conversation is kept for the keep time like the client's others, not forever.
+    if (!this.connected.has(client)) this.expireLater(conversationId, mineNow);
     const mine = [...this.held].filter(([, x]) => x.owner === client).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
     for (const [id] of mine.slice(0, Math.max(0, mine.length - this.limits.maxConversationsPerClient))) {
       this.held.delete(id);
@@ -186,19 +190,37 @@ export class DaemonCore {
     this.held.delete(conversationId);
   }
 
-  /** The client went away: cancel its work, keep its conversations for a while. */
+  /**
+   * The client went away: cancel its work, keep its conversations for a while. Its asks still
+   * in flight end as cancelled; the conversations they name are kept the same way (`hold`).
+   */
   clientGone(client: string): void {
     this.connected.delete(client);
-    this.queue.cancelClient(client);
+    const { waiting, running } = this.queue.cancelClient(client);
+    let kept = 0;
     for (const [id, h] of this.held) {
       if (h.owner !== client || h.expiry) continue;
-      h.expiry = setTimeout(() => {
-        if (this.held.get(id) !== h) return;
-        this.held.delete(id);
-        this.forget(id, '').catch((e: unknown) => this.log('warn', `forgetting conversation ${id} failed: ${String(e)}`));
-      }, this.limits.conversationKeepMs);
-      h.expiry.unref();
+      this.expireLater(id, h);
+      kept++;
     }
+    this.log(
+      'info',
+      `client ${client} left: cancelled ${running ? `its running ${running} and ` : ''}${waiting} waiting request(s); ` +
+        `its ${kept} conversation(s) are kept for ${formatKeep(this.limits.conversationKeepMs)}`,
+    );
+  }
+
+  /** Forgets held conversation `id` after the keep time unless its holder `h` changes meanwhile. */
+  private expireLater(id: string, h: Held): void {
+    h.expiry = setTimeout(() => {
+      if (this.held.get(id) !== h) return;
+      this.held.delete(id);
+      this.forget(id, '').then(
+        () => this.log('info', `conversation ${id} forgotten: its client left ${formatKeep(this.limits.conversationKeepMs)} ago`),
+        (e: unknown) => this.log('warn', `forgetting conversation ${id} failed: ${String(e)}`),
+      );
+    }, this.limits.conversationKeepMs);
+    h.expiry.unref();
   }
 
   /** Forgets a conversation through the queue (it may be in use by the running ask). */
@@ -225,4 +247,8 @@ export class DaemonCore {
   dispose(): void {
     for (const h of this.held.values()) if (h.expiry) clearTimeout(h.expiry);
   }
+}
+
+function formatKeep(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${(ms / 1000).toFixed(1)} s`;
 }

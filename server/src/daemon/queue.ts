@@ -60,7 +60,7 @@ export class RequestQueue {
   /** Round of the job that started last. */
   private round = 0;
   private seq = 0;
-  private current: { label: string; client: string; controller: AbortController } | undefined;
+  private current: { label: string; client: string; round: number; controller: AbortController } | undefined;
 
   constructor(
     private limit: number,
@@ -116,7 +116,7 @@ export class RequestQueue {
         lastAhead: -1,
         start: () => {
           started = true;
-          this.current = { label: job.label, client: entry.client, controller };
+          this.current = { label: job.label, client: entry.client, round: entry.round, controller };
           this.onChange();
           Promise.resolve()
             .then(() => job.run(controller.signal))
@@ -133,6 +133,7 @@ export class RequestQueue {
             return;
           }
           if (!this.remove(entry)) return;
+          this.recomputeRound(entry.client);
           subscription?.dispose();
           this.onChange();
           this.reportPositions();
@@ -155,10 +156,16 @@ export class RequestQueue {
     });
   }
 
-  /** Cancels every job of `client`: waiting ones are settled as cancelled, its running one aborted. */
-  cancelClient(client: string): void {
-    for (const entry of this.waitingEntries.filter((e) => e.client === client)) entry.cancel();
-    if (this.current?.client === client) this.current.controller.abort();
+  /**
+   * Cancels every job of `client`: waiting ones are settled as cancelled, its running one
+   * aborted. Returns how many were waiting and the label of the running one, if it was the client's.
+   */
+  cancelClient(client: string): { waiting: number; running?: string } {
+    const waiting = this.waitingEntries.filter((e) => e.client === client);
+    for (const entry of waiting) entry.cancel();
+    if (this.current?.client !== client) return { waiting: waiting.length };
+    this.current.controller.abort();
+    return { waiting: waiting.length, running: this.current.label };
   }
 
   /** Aborts the running job and settles every waiting one as cancelled (used by `shutdown`). */
@@ -180,6 +187,18 @@ export class RequestQueue {
     if (i < 0) return false;
     this.waitingEntries.splice(i, 1);
     return true;
+  }
+
+  /**
+   * After a job of `client` left the queue unstarted: its next job's round follows its last job
+   * still waiting or running, so cancelled jobs do not push its later ones behind other
+   * clients' backlogs.
+   */
+  private recomputeRound(client: string): void {
+    let last = this.current?.client === client ? this.current.round : -1;
+    for (const e of this.waitingEntries) if (e.client === client && e.round > last) last = e.round;
+    if (last >= 0) this.clientRound.set(client, last);
+    else this.clientRound.delete(client);
   }
 
   private reportPositions(): void {

@@ -149,6 +149,7 @@ export function parseServeFlags(argv: string[]): ServeFlags {
   }
   if (mode === 'ws') {
     flags.port = int('ws', v.ws, 0);
+    if (flags.port! > 65535) throw new Error(`--ws expects a TCP port 0..65535 (0: any free port); got "${v.ws}".`);
     if (!isLoopback(flags.host) && !flags.allowRemote) {
       throw new Error(`refusing to listen on ${flags.host}: that is reachable from other machines. Pass --allow-remote to mean it (and use --tls-cert/--tls-key), or bind 127.0.0.1.`);
     }

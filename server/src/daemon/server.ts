@@ -115,6 +115,7 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
   const logError = (line: string) => log('error', line);
 
   let init: LensInitializationOptions = {};
+  let initializeReceived = false;
   let initialized = false;
   let shuttingDown = false;
   let closed = false;
@@ -151,6 +152,9 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
         if (shuttingDown) {
           throw new ResponseError(ErrorCodes.InvalidRequest, `${type.method}: the daemon is shutting down for this client; reconnect or start a new one.`);
         }
+        if (core.shared && !initializeReceived) {
+          throw new ResponseError(ErrorCodes.ServerNotInitialized, `${type.method}: send initialize first (a shared daemon serves initialized connections only).`);
+        }
         rate.check(type.method);
         if (params.length > 1) throw invalidParams(`${type.method}: params must be one object, not a list of ${params.length} values.`);
         const problem = check(params[0]);
@@ -165,12 +169,14 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
   // --- lifecycle -------------------------------------------------------------------------------
 
   connection.onInitialize((params): LensInitializeResult => {
-    const problem = checkInitializationOptions(params.initializationOptions);
+    if (initializeReceived) throw new ResponseError(ErrorCodes.InvalidRequest, 'initialize: already initialized on this connection; open a new connection to start over.');
+    const problem = checkInitializationOptions(params.initializationOptions) ?? checkFolders(params.workspaceFolders, params.rootUri);
     if (problem) throw new ResponseError(LensErrorCode.InvalidParams, problem);
     init = (params.initializationOptions as LensInitializationOptions | undefined) ?? {};
     const folders = (params.workspaceFolders ?? []).map((f) => f.uri);
     if (folders.length === 0 && params.rootUri) folders.push(params.rootUri);
     access.workspaceFolders = folders.filter((u) => u.startsWith('file:')).map((u) => fileURLToPath(u));
+    initializeReceived = true;
     if (core.shared) {
       const operatorOnly = (['maxHistoryTurns', 'queueLimit'] as const).filter((k) => init[k] !== undefined);
       if (operatorOnly.length) {
@@ -339,7 +345,7 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
   // --- asking ----------------------------------------------------------------------------------
 
   handle<AskParams, AskResult>(AskRequest, checkAskParams, async (params, token) => {
-    const req = await toAskRequest(params, access);
+    const req = await toAskRequest(params, access, core.info());
     if (core.shared) req.owner = client;
     const { streamId } = params;
     const cancelledAnswer = (): AskResult => {
@@ -406,6 +412,7 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
       token,
     );
     core.hold(result.conversationId, client);
+    if (closed) log('info', `lens/ask of ${client}, which left, ended: ${result.finishReason} after ${result.tokenIds.length} token(s)`);
     return result;
   });
 
@@ -443,4 +450,24 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
       connection.dispose();
     },
   };
+}
+
+/** Why `workspaceFolders` / `rootUri` of `initialize` are unusable, or undefined. */
+function checkFolders(folders: unknown, rootUri: unknown): string | undefined {
+  const uris: Array<[string, unknown]> = [];
+  if (folders !== undefined && folders !== null) {
+    if (!Array.isArray(folders)) return 'initialize: "workspaceFolders" must be null or a list of {uri, name}.';
+    folders.forEach((f: unknown, i) => uris.push([`workspaceFolders[${i}].uri`, typeof f === 'object' && f !== null ? (f as { uri?: unknown }).uri : f]));
+  }
+  if (rootUri !== undefined && rootUri !== null) uris.push(['rootUri', rootUri]);
+  for (const [field, uri] of uris) {
+    if (typeof uri !== 'string') return `initialize: "${field}" must be a string URI.`;
+    if (!uri.startsWith('file:')) continue; // other schemes are ignored (no paths from them)
+    try {
+      fileURLToPath(uri);
+    } catch {
+      return `initialize: "${field}" (${uri.length > 80 ? uri.slice(0, 80) + '…' : uri}) is not a file URI on this machine: send file:///absolute/path.`;
+    }
+  }
+  return undefined;
 }

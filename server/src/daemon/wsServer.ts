@@ -4,7 +4,10 @@
  *
  * Admission, checked on the upgrade request before any WebSocket exists (refusals are plain
  * HTTP answers whose body is the reason; the client shows it):
- *   - a token in the URL query (`?token=`, `?access_token=`) → 400: it would end up in logs;
+ *   - a token in the URL query (`?token=`, `?access_token=`, any key naming a token, key or
+ *     secret) → 400: it would end up in logs;
+ *   - a `Sec-WebSocket-Protocol` header → 400: the daemon speaks no subprotocol, and that header
+ *     is where browser apps smuggle tokens;
  *   - an `Origin` header (browsers always send one) not in `allowedOrigins` → 403: a web page
  *     must not drive a local daemon;
  *   - no `Authorization: Bearer <token>` → 401; a wrong token → 401 (compared in constant time);
@@ -67,9 +70,21 @@ function sameToken(given: string, expected: string): boolean {
 
 /** Why this upgrade request may not connect, or undefined when it may. */
 export function admission(req: http.IncomingMessage, o: Pick<WsServeOptions, 'token' | 'allowedOrigins'>): { status: number; reason: string } | undefined {
-  const url = new URL(req.url ?? '/', 'http://daemon');
-  for (const k of ['token', 'access_token', 'auth']) {
-    if (url.searchParams.has(k)) return { status: 400, reason: `the token must not be in the URL ("?${k}="): send it in the Authorization header as "Bearer <token>".` };
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', 'http://daemon');
+  } catch {
+    return { status: 400, reason: 'the request URL is malformed: connect to ws://host:port/.' };
+  }
+  for (const k of url.searchParams.keys()) {
+    if (/token|auth|bearer|key|secret|password/i.test(k)) {
+      return { status: 400, reason: `the token must not be in the URL ("?${k.slice(0, 40)}="): send it in the Authorization header as "Bearer <token>".` };
+    }
+  }
+  if (req.headers['sec-websocket-protocol'] !== undefined) {
+    // Browsers can set no headers on a WebSocket, so web apps smuggle tokens in the subprotocol
+    // list; this daemon speaks no subprotocol and takes the token from Authorization only.
+    return { status: 400, reason: 'this daemon speaks no WebSocket subprotocol (Sec-WebSocket-Protocol): send no subprotocol, and the token in the Authorization header as "Bearer <token>".' };
   }
   const origin = req.headers.origin;
   if (origin !== undefined && !(o.allowedOrigins ?? []).includes(origin)) {
