@@ -251,7 +251,7 @@ describe('a local client reads only inside its workspace folders', () => {
     }
   });
 
-  test('an ask naming more images than the model takes is refused before any is read', { todo: 'needs server/src/daemon/askInputs.ts: toAskRequest reads every image (up to --max-image-bytes each) before the count is checked against imagesPerPrompt' }, async () => {
+  test('an ask naming more images than the model takes is refused before any is read', async () => {
     fs.writeFileSync(path.join(ws, 'big.png'), Buffer.alloc(8 << 20, 7));
     const peakBefore = vmHWM(daemon);
     const e = await askErrorMany(client, Array.from({ length: 40 }, () => ({ path: 'big.png' })));

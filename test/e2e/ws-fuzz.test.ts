@@ -466,9 +466,11 @@ test('a peer that checks its input like the daemon does not answer the daemon\'s
   assert.equal(idNullErrors, 1, 'exactly one ParseError answer: the client\'s reader did not answer it back');
 });
 
-test('an error does not echo a megabyte object key back', { todo: 'needs common/protocol.ts: checkDtypeSpec puts the unknown key whole into the message (cut it as describe() cuts values)' }, async () => {
+test('an error does not echo a megabyte object key back', async () => {
   const peer = await Peer.open(daemon.url, daemon.token);
   try {
+    peer.send(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { processId: null, capabilities: {} } }));
+    assert.equal((await peer.next()).type, 'response');
     const key = 'k'.repeat(1 << 20);
     peer.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'lens/loadModel', params: { path: '/nonexistent', dtype: { [key]: 'fp16' } } }));
     const e = await peer.next();
@@ -480,7 +482,7 @@ test('an error does not echo a megabyte object key back', { todo: 'needs common/
   }
 });
 
-test('a prompt of megabytes is refused before it is tokenized', { todo: 'needs server/src/daemon/askInputs.ts or the engine: a prompt far longer than the context (in characters) is tokenized whole first: 3 MB costs seconds of the shared queue and 100+ MB' }, async () => {
+test('a prompt of megabytes is refused before it is tokenized', async () => {
   const client = await daemon.connect();
   try {
     const t0 = performance.now();
@@ -496,7 +498,7 @@ test('a prompt of megabytes is refused before it is tokenized', { todo: 'needs s
   }
 });
 
-test('requests before initialize and a second initialize are refused (LSP: -32002 / InvalidRequest)', { todo: 'needs server.ts: refuse requests before initialize with ServerNotInitialized (-32002) and a second initialize with InvalidRequest' }, async () => {
+test('requests before initialize and a second initialize are refused (LSP: -32002 / InvalidRequest)', async () => {
   const peer = await Peer.open(daemon.url, daemon.token);
   try {
     peer.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'lens/listTools' }));
