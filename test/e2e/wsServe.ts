@@ -113,8 +113,8 @@ export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
     });
   let url: string;
   try {
-    const listening = await waitForLog(/listening on (wss?:\/\/[^\s]+)/);
-    url = /listening on (wss?:\/\/[^\s]+)/.exec(listening)![1];
+    const listening = await waitForLog(/daemon listening on (wss?:\/\/[^\s]+)/);
+    url = /daemon listening on (wss?:\/\/[^\s]+)/.exec(listening)![1];
     if (o.model) await waitForLog(/\[info\] loaded .* on \w+|\[error\] could not load .*/);
     if (/\[error\] could not load/.test(stderr)) throw new Error(`the daemon could not load ${o.model}:\n${stderr}`);
   } catch (e) {

@@ -72,8 +72,8 @@ export class AgentEngine implements Engine {
     return this.inner.unload();
   }
 
-  forget(conversationId: string, keepSaved?: boolean): void {
-    this.inner.forget(conversationId, keepSaved);
+  forget(conversationId: string, keepSaved?: boolean): void | Promise<void> {
+    return this.inner.forget(conversationId, keepSaved);
   }
 
   listTools(): ToolInfo[] {

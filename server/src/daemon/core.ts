@@ -177,7 +177,7 @@ export class DaemonCore {
     const mine = [...this.held].filter(([, x]) => x.owner === client).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
     for (const [id] of mine.slice(0, Math.max(0, mine.length - this.limits.maxConversationsPerClient))) {
       this.held.delete(id);
-      this.engineInstance?.forget(id, true);
+      void Promise.resolve(this.engineInstance?.forget(id, true)).catch(() => undefined);
       this.log('info', `conversation ${id} left memory (client over ${this.limits.maxConversationsPerClient} conversations); it is restored from disk if used again`);
     }
   }
@@ -231,7 +231,7 @@ export class DaemonCore {
         client,
         bypassLimit: true,
         run: async () => {
-          this.engineInstance?.forget(conversationId);
+          await this.engineInstance?.forget(conversationId);
           this.released(conversationId);
           return null;
         },

@@ -6,7 +6,8 @@
  * How: every job gets a round number when it is queued — one more than its client's previous
  * job, but never less than the round now running — and jobs run by (round, arrival). A client
  * with ten jobs queued thus gets one turn per round, and a client arriving later joins the
- * current round instead of waiting behind everyone's backlog.
+ * current round instead of waiting behind everyone's backlog. "Its client's previous job" is
+ * its last one still waiting or running: jobs it cancelled do not push its next one back.
  *
  * Contract:
  * - `enqueue` never runs two jobs at once; each job gets its own `AbortSignal`.
@@ -14,7 +15,9 @@
  *   `LensError(Busy)` saying how many are ahead (unless the job says `bypassLimit`, used for cheap
  *   housekeeping such as unload/forget).
  * - `onPosition(ahead)` is called when a waiting job is queued and whenever the number of jobs
- *   that will run before it changes (the running one counts).
+ *   that will run before it changes (the running one counts). It counts down as jobs start or
+ *   are cancelled, and goes up by one when another client's job joins an earlier round (never
+ *   because of the same client's later jobs).
  * - Cancelling a waiting job removes it and settles it with its `whenCancelledWhileQueued()`
  *   (which may throw); cancelling the running job aborts its signal and the job decides what to
  *   return. `cancelClient` does both for every job of one client (it disconnected).

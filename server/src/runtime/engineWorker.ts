@@ -33,6 +33,8 @@ async function handle(m: ToWorker & { id: number }): Promise<unknown> {
         return await engine.runTool(m.name, m.args, m.image, ac.signal, m.timeoutMs);
       case 'unload':
         return await engine.unload();
+      case 'forget':
+        return engine.forget(m.conversationId, m.keepSaved);
       default:
         throw new LensError(LensErrorCode.Internal, `unknown worker call ${(m as { type: string }).type}`);
     }
@@ -43,7 +45,6 @@ async function handle(m: ToWorker & { id: number }): Promise<unknown> {
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'cancel') return controllers.get(m.id)?.abort();
-  if (m.type === 'forget') return engine.forget(m.conversationId, m.keepSaved);
   handle(m).then(
     (value) => post({ type: 'result', id: m.id, value }),
     (e: unknown) => {

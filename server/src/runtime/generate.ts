@@ -6,6 +6,11 @@
  *
  * The loop forwards every emitted token except the last one sampled, so on return
  * `cache.length === contextIds.length - 1` unless the loop ended before sampling (cancelled).
+ *
+ * Streaming contract: `onToken` is called exactly once per id in `tokenIds` (the EOS id too,
+ * with empty text), in order, and the texts it is given concatenate to `text`. Text that may
+ * still change (an incomplete UTF-8 sequence, a possible stop-string prefix) is held back until
+ * the next token; the last token's call carries whatever is left.
  */
 import type { Decoder } from './decoder';
 import type { Embedder } from './embed';
@@ -87,6 +92,7 @@ export async function generate(a: GenerateArgs): Promise<GenerateResult> {
   for (;;) {
     if (a.signal.aborted) {
       finishReason = 'cancelled';
+      text = text.slice(0, emitted); // held-back text never went out: the answer is what was streamed
       break;
     }
     // 1. (processors, then) sample
@@ -98,6 +104,7 @@ export async function generate(a: GenerateArgs): Promise<GenerateResult> {
     // 2. EOS / turn separator ends the answer; its text is not part of it
     if (a.eosIds.has(id)) {
       finishReason = 'eos';
+      flush(true, id);
       break;
     }
     // 3. emit new text, then stop strings
@@ -109,26 +116,17 @@ export async function generate(a: GenerateArgs): Promise<GenerateResult> {
       flush(true, id);
       break;
     }
-    flush(false, id);
     // 4. limits
-    if (ids.length >= a.maxTokens || a.contextIds.length >= a.maxContext) {
-      finishReason = 'length';
-      break;
-    }
-    if (a.signal.aborted) {
-      finishReason = 'cancelled';
-      break;
-    }
+    if (ids.length >= a.maxTokens || a.contextIds.length >= a.maxContext) finishReason = 'length';
+    else if (a.signal.aborted) finishReason = 'cancelled';
+    flush(finishReason !== undefined, id);
+    if (finishReason) break;
     // 5. forward the token
     const embeds = await a.embedder.embed([id]);
     const next = await a.decoder.step(embeds, 1, cache);
     cache.dispose();
     cache = next.cache;
     logits = next.logits;
-  }
-  if (emitted < text.length && finishReason !== 'stop') {
-    a.onToken(text.slice(emitted), ids[ids.length - 1] ?? -1);
-    emitted = text.length;
   }
   return { tokenIds: ids, text, finishReason, cache, firstTokenAt };
 }

@@ -233,9 +233,10 @@ export interface Engine {
   runTool?(name: string, args: unknown, image: ImageInput, signal: AbortSignal, timeoutMs?: number): Promise<ToolRunResult>;
   /**
    * Drops a conversation's history; unknown ids are ignored. With `keepSaved`, only from memory:
-   * a persisted conversation is restored from its file when it is used again.
+   * a persisted conversation is restored from its file when it is used again. May resolve later
+   * (a worker): once it has, the conversation's file is gone.
    */
-  forget(conversationId: string, keepSaved?: boolean): void;
+  forget(conversationId: string, keepSaved?: boolean): void | Promise<void>;
   /** True when `ask` takes `AskRequest.tools` (an API with function calling, e.g. an OpenAI-compatible server). */
   readonly nativeToolCalls?: boolean;
 }

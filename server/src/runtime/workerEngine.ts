@@ -24,7 +24,7 @@ export type ToWorker =
   | { type: 'ask'; id: number; req: AskRequest }
   | { type: 'unload'; id: number }
   | { type: 'runTool'; id: number; name: string; args: unknown; image: ImageInput; timeoutMs?: number }
-  | { type: 'forget'; conversationId: string; keepSaved?: boolean }
+  | { type: 'forget'; id: number; conversationId: string; keepSaved?: boolean }
   | { type: 'cancel'; id: number };
 
 export type FromWorker =
@@ -74,8 +74,9 @@ export class WorkerEngine implements Engine {
     if (this.worker) await this.call({ type: 'unload' }, undefined, {});
   }
 
-  forget(conversationId: string, keepSaved?: boolean): void {
-    this.worker?.postMessage({ type: 'forget', conversationId, ...(keepSaved ? { keepSaved } : {}) } satisfies ToWorker);
+  /** Resolves once the worker dropped it (and deleted its file unless `keepSaved`). */
+  async forget(conversationId: string, keepSaved?: boolean): Promise<void> {
+    if (this.worker) await this.call({ type: 'forget', conversationId, ...(keepSaved ? { keepSaved } : {}) }, undefined, {});
   }
 
   ask(req: AskRequest, onDelta: (d: AnswerDelta) => void, signal: AbortSignal, onStage?: (s: AskStage) => void, onStep?: (s: AgentStepInfo) => void): Promise<AskResult> {
