@@ -31,6 +31,7 @@ import { LensClient } from '../../client/src/daemonClient';
 import { LensErrorCode } from '../../common/errors';
 import { QueuePositionNotification, type AskParams, type AskResult, type QueuePositionParams } from '../../common/protocol';
 import { connectWebSocket, WebSocketMessageReader, WebSocketMessageWriter } from '../../common/wsTransport';
+import { makeRng } from '../../server/src/runtime/sampler';
 import { makeTestModel } from '../../server/src/testmodel';
 import { diagramPng, patternJpeg, quadrantsPng } from '../fixtures/images';
 import { serveWs, type ServedDaemon } from './wsServe';
@@ -80,18 +81,6 @@ after(async () => {
   fs.rmSync(root, { recursive: true, force: true });
   if (daemon) fs.rmSync(daemon.stateDir, { recursive: true, force: true });
 });
-
-/** mulberry32: a small seeded PRNG, [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Frame {
   seq: number;
@@ -247,7 +236,7 @@ test('8 clients × 25 asks with random cancellations: every request settles once
 
   /** `count` asks per client on `n` clients, `IN_FLIGHT_PER_CLIENT` at a time per client; inputs and cancellations from `seed`. */
   async function batch(n: number, count: number, seed: number, tag: string): Promise<{ recs: Rec[]; taps: Tapped[] }> {
-    const random = rng(seed);
+    const random = makeRng(seed);
     const taps = await Promise.all(Array.from({ length: n }, () => tappedClient(daemon)));
     const recs: Rec[] = [];
     const perClient: Rec[][] = taps.map((_, c) =>
