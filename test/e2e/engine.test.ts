@@ -302,3 +302,29 @@ describe('asking (worker thread)', () => {
     await assert.rejects(engine.ask({ images: [], prompt: 'x', options: opts({ maxTokens: 0 }) }, () => undefined, never()), /maxTokens/);
   });
 });
+
+test('a new conversation about a recent image resumes from its "system + image" KV and answers as a fresh engine does', async () => {
+  const img = await diagramPng();
+  const ask = (e: OnnxEngine, prompt: string, system?: string) =>
+    e.ask({ images: [{ bytes: img }], prompt, options: opts({ maxTokens: 8 }), ...(system ? { system } : {}) }, () => undefined, never());
+  for (const dir of [llava, ov]) {
+    const warm = new OnnxEngine();
+    await warm.load(dir, {}, noProgress, never());
+    const first = await ask(warm, 'What is shown?');
+    assert.equal(first.timings.cachedTokens, 0, 'nothing to resume from yet');
+    const second = await ask(warm, 'Which colours are used?'); // new conversation, same image
+    assert.ok(second.timings.cachedTokens > second.timings.imageTokens, `${dir}: resumed after the image (${second.timings.cachedTokens} cached of ${second.timings.promptTokens})`);
+    const other = await ask(warm, 'Which colours are used?', 'Answer briefly.'); // another system prompt: no match
+    assert.equal(other.timings.cachedTokens, 0);
+
+    const fresh = new OnnxEngine();
+    await fresh.load(dir, {}, noProgress, never());
+    const reference = await ask(fresh, 'Which colours are used?');
+    assert.equal(reference.timings.cachedTokens, 0);
+    assert.deepEqual(second.tokenIds, reference.tokenIds, `${dir}: the resumed prefill answers like a full one`);
+    const otherRef = await ask(fresh, 'Which colours are used?', 'Answer briefly.');
+    assert.deepEqual(other.tokenIds, otherRef.tokenIds);
+    await warm.unload();
+    await fresh.unload();
+  }
+});

@@ -6,7 +6,8 @@
  *   -> prompt.ts (template, tokens) -> merge.ts (image slots) -> embed.ts + decoder.ts (prefill,
  *   KV cache in kvcache.ts) -> generate.ts (+ sampler.ts) -> answer.
  * Conversations (conversations.ts) keep ids, image features and a KV cache between turns, so a
- * follow-up only prefills its new tokens.
+ * follow-up only prefills its new tokens; a new conversation about an image seen recently
+ * resumes from the KV of "system prompt + image" (prefixCache.ts) and prefills only its question.
  *
  * Persistence (`stateDir`): each completed turn is appended to the conversation's log
  * (conversationLog.ts) and synced before `ask` returns, so a crash loses at most the answer in
@@ -43,6 +44,7 @@ import { decodeImage } from './image';
 import { expandImageTokens, mergeImageFeatures, type ImageFeatures } from './merge';
 import { readModelSpec, type ModelSpec } from './modelSpec';
 import { fingerprint, imageKey, StatelessIndex, type PrintedMessage } from './statelessConversations';
+import { PrefixCache } from './prefixCache';
 import { preprocess, type PixelValues } from './preprocess';
 import { PromptFormat, type ChatMessage } from './prompt';
 import { makeRng, validateSamplerOptions } from './sampler';
@@ -89,6 +91,7 @@ export class OnnxEngine implements Engine {
   private tuned: TunedGraph | undefined;
   private readonly store: ConversationStore;
   private readonly visionCache = new Map<string, ImageFeatures>();
+  private readonly prefixes = new PrefixCache();
   private readonly log: (msg: string) => void;
   private readonly convLog: ConversationLog | undefined;
   private readonly stateless = new StatelessIndex();
@@ -195,6 +198,7 @@ export class OnnxEngine implements Engine {
     this.store.clear();
     this.stateless.clear();
     this.visionCache.clear();
+    this.prefixes.clear();
     if (m) await Promise.all(m.sessions.map((s) => s.release().catch(() => undefined)));
   }
 
@@ -301,15 +305,24 @@ export class OnnxEngine implements Engine {
     onStage({ stage: 'prefill' });
     const t5 = performance.now();
     const contextIds = [...plan.baseIds, ...plan.newIds];
-    const start = plan.reuse && conv.cache ? conv.cache.length : 0;
-    const forwardIds = contextIds.slice(start);
+    let start = plan.reuse && conv.cache ? conv.cache.length : 0;
     const images = start === 0 ? [...(plan.reuse ? conv.images : plan.historyImages), ...feats] : feats;
+    // A context whose images are all this turn's may begin like an earlier one (same system
+    // prompt, same images): resume from that prefill's KV after the last image token.
+    const imageEnd = contextIds.lastIndexOf(m.spec.imageTokenId) + 1;
+    const prefixKey = start === 0 && feats.length > 0 && images.length === feats.length && imageEnd < contextIds.length ? PrefixCache.key(contextIds.slice(0, imageEnd), keys) : undefined;
+    const prefixHit = prefixKey !== undefined ? this.prefixes.get(prefixKey) : undefined;
+    if (prefixHit) start = prefixHit.length;
+    const forwardIds = contextIds.slice(start);
     const embeds = await m.embedder.embed(forwardIds);
-    const skip = start === 0 ? 0 : plan.baseIds.length - start; // generated ids before the new prompt
-    mergeImageFeatures(embeds.subarray(skip * m.spec.text.hiddenSize), forwardIds.slice(skip), m.spec.imageTokenId, m.spec.text.hiddenSize, images);
+    if (!prefixHit) {
+      const skip = start === 0 ? 0 : plan.baseIds.length - start; // generated ids before the new prompt
+      mergeImageFeatures(embeds.subarray(skip * m.spec.text.hiddenSize), forwardIds.slice(skip), m.spec.imageTokenId, m.spec.text.hiddenSize, images);
+    }
     debug.tensor('inputs_embeds', embeds, [forwardIds.length, m.spec.text.hiddenSize]);
-    const startCache = start === 0 ? m.decoder.emptyCache() : conv.cache!;
+    const startCache = prefixHit ?? (start === 0 ? m.decoder.emptyCache() : conv.cache!);
     const pre = await m.decoder.step(embeds, forwardIds.length, startCache);
+    if (prefixKey !== undefined && !prefixHit) this.prefixes.set(prefixKey, pre.cache.prefix(imageEnd));
     timings.prefillMs = performance.now() - t5;
     timings.promptTokens = contextIds.length;
     timings.cachedTokens = start;

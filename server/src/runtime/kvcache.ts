@@ -80,6 +80,26 @@ export class KvCache {
     return new KvCache(this.layout, t, this.length + added);
   }
 
+  /**
+   * A new cache holding the first `length` positions of this one (copied; this one is
+   * unchanged). Exact: in a causal decoder the keys and values of position i depend only on
+   * tokens 0..i, so a prefix of a longer prefill is the prefill of that prefix.
+   */
+  prefix(length: number): KvCache {
+    if (!Number.isInteger(length) || length < 0 || length > this.length) {
+      throw new LensError(LensErrorCode.Internal, `KV prefix of ${length} positions asked of a cache of ${this.length}.`);
+    }
+    const t = new Map<string, ort.Tensor>();
+    for (const [name, v] of this.tensors) {
+      const [b, h, total, d] = v.dims;
+      const src = v.data as Float32Array | Uint16Array;
+      const out = new (src.constructor as Float32ArrayConstructor | Uint16ArrayConstructor)(b * h * length * d);
+      for (let row = 0; row < b * h; row++) out.set(src.subarray(row * total * d, (row * total + length) * d), row * length * d);
+      t.set(name, new ort.Tensor(v.type as 'float32' | 'float16', out, [b, h, length, d]));
+    }
+    return new KvCache(this.layout, t, length);
+  }
+
   /** Bytes held (for status and memory limits). */
   bytes(): number {
     let n = 0;
