@@ -30,6 +30,14 @@ import { useModelFolder } from './modelPicker';
 import type { Notifier } from './notify';
 import type { LensSettings } from './settings';
 
+/**
+ * VS Code passes an extension's progress reports on at most every 100 ms and drops the one still
+ * pending when the task ends (ExtHostProgress: a throttled `$progressReport`, then `$progressEnd`
+ * at once). The daemon's last reports (100 %, finishing) come within milliseconds of its answer,
+ * so without a pause the notification stayed at "99% …" until it closed.
+ */
+const PROGRESS_FLUSH_MS = 150;
+
 /** The Hub the daemon asks: it inherits this process's environment. */
 const hubEndpoint = (): string => process.env.HF_ENDPOINT?.trim() || 'https://huggingface.co';
 
@@ -112,16 +120,22 @@ async function runDownload(client: LensClient, params: DownloadModelParams, noti
   try {
     const result = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `LLaVA Lens: downloading ${params.repo}`, cancellable: true },
-      (progress, token) => {
+      async (progress, token) => {
         const increments = new ProgressIncrements();
         token.onCancellationRequested(() => (cancelled = true));
-        return client.downloadModel(params, {
+        let lastReport = 0;
+        const r = await client.downloadModel(params, {
           token,
           onProgress: (p) => {
             if (p.kind === 'end') return;
+            lastReport = Date.now();
             progress.report({ increment: increments.next(p.percent), ...(p.message ? { message: p.message.trim() } : {}) });
           },
         });
+        // Let the last report (100 %) reach the notification before it closes.
+        const wait = lastReport + PROGRESS_FLUSH_MS - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        return r;
       },
     );
     log(`[download] ${params.repo}@${result.commit} in ${result.path} (${result.downloadedBytes} bytes fetched)`);

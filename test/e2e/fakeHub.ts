@@ -12,8 +12,9 @@
  * (its listing is public, as on the Hub). With `cdn`, LFS files answer 302 to a second server
  * (host name `localhost`, another port) that serves them by hash, like the Hub's CDN.
  *
- * `faults` break one file on purpose (drop the connection after N bytes, flip a byte, stall),
- * and `requests` records every request each server saw, headers included.
+ * `faults` break one file on purpose (drop the connection after N bytes, flip a byte, stall) or
+ * slow the files down (throttle), and `requests` records every request each server saw, headers
+ * included.
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -46,6 +47,8 @@ export interface Faults {
   corrupt?: string;
   /** Send `bytes` bytes of `file`, then nothing until the client goes away; `onStall` is called then. */
   stallAfter?: { file: string; bytes: number; onStall: () => void };
+  /** A slow network: every file body (or `file`'s only) goes in `chunkBytes` pieces, `delayMs` apart. */
+  throttle?: { chunkBytes: number; delayMs: number; file?: string };
 }
 
 export interface RecordedRequest {
@@ -146,6 +149,19 @@ async function serveFile(req: http.IncomingMessage, res: http.ServerResponse, f:
   if (stall && stall.file === f.path) {
     faults.stallAfter = undefined;
     res.write(body.subarray(0, stall.bytes), () => stall.onStall());
+    return;
+  }
+  const throttle = faults.throttle;
+  if (throttle && (throttle.file === undefined || throttle.file === f.path)) {
+    let at = 0;
+    const next = () => {
+      if (res.destroyed || res.writableEnded) return;
+      const piece = body.subarray(at, at + throttle.chunkBytes);
+      at += piece.length;
+      if (at >= body.length) res.end(piece);
+      else res.write(piece, () => setTimeout(next, throttle.delayMs));
+    };
+    next();
     return;
   }
   res.end(body);

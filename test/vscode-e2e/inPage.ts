@@ -1,6 +1,6 @@
 /**
- * Functions that run inside the webview's page (passed to playwright's `evaluate`, which sends
- * their source text). They may use nothing from this module's scope. The project compiles without
+ * Functions that run inside the webview's page or the workbench's own page (passed to
+ * playwright's `evaluate`, which sends their source text). They may use nothing from this module's scope. The project compiles without
  * the DOM library, so the little of the DOM they touch is declared here, for this module only.
  */
 
@@ -20,7 +20,14 @@ interface Observer {
   disconnect(): void;
 }
 declare const document: { body: unknown; querySelectorAll(sel: string): ArrayLike<El> };
-declare const MutationObserver: new (cb: () => void) => Observer;
+declare const MutationObserver: new (cb: (records: MutationRec[]) => void) => Observer;
+interface DomNode {
+  parentElement: (El & { closest(sel: string): El | null }) | null;
+  closest?(sel: string): El | null;
+}
+interface MutationRec {
+  target: DomNode;
+}
 
 export interface AnswerWatch {
   state: string | null;
@@ -133,4 +140,51 @@ export function stopWhenStreaming(
     obs.observe(document.body, { attributes: true, childList: true, subtree: true, characterData: true });
     check();
   });
+}
+
+/** One state of a notification toast, as `recordNotifications` saw it. */
+export interface SeenNotification {
+  /** The toast's text (message, source, button labels), whitespace collapsed. */
+  text: string;
+  /** Width of its progress bar (`.progress-bit`, "42%") when it has a determinate one. */
+  bar?: string;
+}
+
+/**
+ * Starts recording every state of the notification toasts whose text contains `match` into
+ * `globalThis.__lensNotifications` (read it with `recordedNotifications`). It follows the DOM
+ * mutations themselves, so a state shown for a moment before its toast closed is kept too.
+ */
+export function recordNotifications(match: string): void {
+  const g = globalThis as unknown as { __lensNotifications?: SeenNotification[]; __lensNotificationsObs?: Observer };
+  g.__lensNotificationsObs?.disconnect();
+  const seen: SeenNotification[] = (g.__lensNotifications = []);
+  const ITEM = '.notification-list-item';
+  const note = (item: El | null) => {
+    if (!item) return;
+    const text = (item.textContent || '').replace(/\s+/g, ' ').trim();
+    if (!text.includes(match)) return;
+    const bit = item.querySelector('.progress-bit');
+    const width = bit ? /width:\s*([\d.]+%)/.exec(bit.getAttribute('style') || '') : null;
+    const entry: SeenNotification = { text, ...(width ? { bar: width[1] } : {}) };
+    const last = seen[seen.length - 1];
+    if (!last || last.text !== entry.text || last.bar !== entry.bar) seen.push(entry);
+  };
+  const scan = (records: MutationRec[]) => {
+    for (const r of records) {
+      const t = r.target;
+      note(t.closest ? t.closest(ITEM) : t.parentElement ? t.parentElement.closest(ITEM) : null);
+    }
+    const items = document.querySelectorAll(`.notifications-toasts ${ITEM}`);
+    for (let i = 0; i < items.length; i++) note(items[i]);
+  };
+  const obs = new MutationObserver(scan);
+  g.__lensNotificationsObs = obs;
+  obs.observe(document.body, { attributes: true, childList: true, subtree: true, characterData: true });
+  scan([]);
+}
+
+/** What `recordNotifications` has seen so far (it keeps recording). */
+export function recordedNotifications(): SeenNotification[] {
+  return (globalThis as unknown as { __lensNotifications?: SeenNotification[] }).__lensNotifications ?? [];
 }
