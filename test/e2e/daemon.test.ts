@@ -149,7 +149,9 @@ describe('daemon process', { timeout: 120_000 }, () => {
     const second = await client.ask({ conversationId: first.conversationId, images: [], prompt: 'Say more.', maxTokens: 6 });
     assert.equal(second.conversationId, first.conversationId);
     assert.ok(second.timings.promptTokens > first.timings.promptTokens);
-    assert.equal(first.timings.cachedTokens, 0);
+    // An earlier test asked about the same image: the first turn may resume from that prefill's
+    // "image" prefix (prefix cache), never from more than it.
+    assert.ok(first.timings.cachedTokens < first.timings.promptTokens, `turn 1 cached ${first.timings.cachedTokens} of ${first.timings.promptTokens}`);
     assert.equal(second.timings.cachedTokens, first.timings.promptTokens + first.tokenIds.length - 1, 'the follow-up reuses the KV cache of turn 1');
     await client.forgetConversation(first.conversationId);
     await assert.rejects(client.ask({ conversationId: first.conversationId, images: [], prompt: 'x' }), (e) => code(e) === LensErrorCode.UnknownConversation);
