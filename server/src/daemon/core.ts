@@ -154,13 +154,6 @@ export class DaemonCore {
     this.connected.add(client);
   }
 
-  /** Conversations `client` holds. */
-  heldBy(client: string): number {
-    let n = 0;
-    for (const h of this.held.values()) if (h.owner === client) n++;
-    return n;
-  }
-
   /**
    * Records that `client` used `conversationId` (it now holds it); past the per-client limit, its
    * least recently used conversation leaves memory (kept on disk when persisted).
