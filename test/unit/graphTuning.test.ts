@@ -3,10 +3,9 @@
  * last-position Slice against the untuned graph on generated models (same last-row logits), the
  * on-disk cache (hit, key change, unwritable folder), external data, and the engine end to end.
  */
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
@@ -14,20 +13,9 @@ import { createSession } from '../../server/src/runtime/backend';
 import { OnnxEngine } from '../../server/src/runtime/engine';
 import { setMatMulNBitsAccuracy, sliceBeforeLmHead, tuneGraph, tuneModelProto } from '../../server/src/runtime/graphTuning';
 import { f32ToF16Bits } from '../../server/src/runtime/tensorUtil';
-import { makeTestModel, type MakeTestModelOptions } from '../../server/src/testmodel';
+import { testModels } from '../fixtures/testModels';
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-lens-tuning-'));
-after(() => fs.rmSync(root, { recursive: true, force: true }));
-const made = new Map<string, Promise<string>>();
-function model(name: string, opts: MakeTestModelOptions): Promise<string> {
-  let p = made.get(name);
-  if (!p) {
-    const dir = path.join(root, name);
-    p = makeTestModel(dir, opts).then(() => dir);
-    made.set(name, p);
-  }
-  return p;
-}
+const { root, model } = testModels('llava-lens-tuning-');
 const noLog = () => undefined;
 
 function nbits(name: string, attrs: Record<string, number>): onnx.INodeProto {

@@ -3,36 +3,24 @@
  * path of our decoder against a full-sequence run, precision variants, and transformers.js as
  * an independent runtime (greedy generation from the folder, offline).
  */
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { makeTestModel, MakeTestModelOptions } from '../../server/src/testmodel';
+import type { MakeTestModelOptions } from '../../server/src/testmodel';
 import { fromHalfBits, toHalfBits } from '../../server/src/testmodel/onnx/tensorData';
 import { Rng } from '../../server/src/testmodel/prng';
+import { testModels } from '../fixtures/testModels';
 
 const TJS = require('@huggingface/transformers');
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-lens-testmodel-'));
-const made = new Map<string, Promise<string>>();
-
-/** Generates (once per name) a model folder under the temp root. */
-function model(name: string, opts: MakeTestModelOptions): Promise<string> {
-  let p = made.get(name);
-  if (!p) {
-    const dir = path.join(root, name);
-    p = makeTestModel(dir, opts).then(() => dir);
-    made.set(name, p);
-  }
-  return p;
-}
+/** Generates (once per name) a model folder under a temp root. */
+const { root, model } = testModels('llava-lens-testmodel-');
 
 const LLAVA = () => model('tiny-llava', { preset: 'tiny-llava', variants: ['fp16', 'q4'] });
 const ONEVISION = () => model('tiny-onevision', { preset: 'tiny-onevision', variants: ['fp16', 'q4'] });
 
-after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 type Feeds = Record<string, ort.Tensor>;
 

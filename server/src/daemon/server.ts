@@ -126,11 +126,12 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
   let lastStatusKey = '';
   const sendStatus = () => {
     if (!initialized || closed) return;
-    const { rssBytes: _rss, ...rest } = core.status(true);
+    const status = core.status(true);
+    const { rssBytes: _rss, ...rest } = status;
     const key = JSON.stringify(rest);
     if (key === lastStatusKey) return;
     lastStatusKey = key;
-    void connection.sendNotification(StatusNotification, core.status(true)).catch(() => undefined);
+    void connection.sendNotification(StatusNotification, status).catch(() => undefined);
   };
   const unsubscribe = core.onChange(sendStatus);
 
