@@ -27,7 +27,7 @@ import { makeTestModel } from '../../server/src/testmodel';
 import { startFakeHub, type FakeHub } from '../e2e/fakeHub';
 import { recordedNotifications, recordNotifications, watchLastAnswer, type SeenNotification } from './inPage';
 import { extensionLogs, startCodeServer, tail, type CodeServer } from './codeServer';
-import { extensionId, missingRequirements, REPO_ROOT, skipRequested } from './requirements';
+import { extensionId, REPO_ROOT, skipRequested, beginSuite, closeSession, removeTemp } from './requirements';
 import { dismissPopups, escapeRe, explorerContextMenu, explorerItem, answerQuickInput, openWorkbench, runCommand, screenshot, statusItem, webview, type Workbench } from './workbench';
 import { DIAGRAM, makeWorkspace } from './workspace';
 
@@ -61,22 +61,13 @@ describe('LLaVA Lens in a real VS Code: Download Model… from a loopback Hub', 
   after(async () => {
     const r = run;
     run = undefined;
-    if (r) {
-      await r.wb.close().catch(() => undefined);
-      await r.server.stop();
-    }
+    await closeSession(r);
     await hub?.close().catch((e: unknown) => console.error(String(e)));
-    if (tmpDir === undefined) return;
-    if (process.env.LLAVA_LENS_E2E_KEEP === '1') console.log(`vscode-e2e-download: kept ${tmpDir}`);
-    else fs.rmSync(tmpDir, { recursive: true, force: true });
+    removeTemp(tmpDir, 'vscode-e2e-download');
   });
 
   test('D1 Download Model… → Other repository… → progress to 100 % → Load Now → loaded and answering', { timeout: SCENARIO_MS * 2 }, async () => {
-    const missing = missingRequirements();
-    if (missing.length > 0) assert.fail(`the VS Code end-to-end suite cannot run:\n  ${missing.join('\n  ')}`);
-    fs.rmSync(RESULTS, { recursive: true, force: true });
-    fs.mkdirSync(RESULTS, { recursive: true });
-    fs.writeFileSync(path.join(path.dirname(RESULTS), '.gitignore'), '*\n');
+    beginSuite(RESULTS);
     const t0 = Date.now();
     const tmp = (tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-lens-e2e-download-')));
     const source = path.join(tmp, 'hub-source');

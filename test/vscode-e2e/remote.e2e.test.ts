@@ -27,7 +27,7 @@ import { FAKE_ENGINE_MODULE, lanAddress, serveWs, WS_TEST_TOKEN, type ServedDaem
 import { fakeAnswerWords } from '../fakes/fakeEngine';
 import { watchLastAnswer } from './inPage';
 import { extensionLogs, startCodeServer, tail, type CodeServer } from './codeServer';
-import { extensionId, missingRequirements, REPO_ROOT, skipRequested } from './requirements';
+import { extensionId, REPO_ROOT, skipRequested, beginSuite, closeSession, removeTemp } from './requirements';
 import { answerQuickInput, dismissPopups, explorerContextMenu, explorerItem, openWorkbench, screenshot, statusItem, webview, type Workbench } from './workbench';
 import { DIAGRAM, makeWorkspace } from './workspace';
 
@@ -62,22 +62,14 @@ describe('LLaVA Lens in a real VS Code with a remote daemon over WebSocket', sui
   after(async () => {
     const r = run;
     run = undefined;
-    if (r) {
-      await r.wb.close().catch(() => undefined);
-      await r.server.stop();
-    }
+    await closeSession(r);
     operator?.dispose();
     await daemon?.stop().catch((e: unknown) => console.error(String(e)));
-    if (tmpDir === undefined) return;
-    if (process.env.LLAVA_LENS_E2E_KEEP === '1') console.log(`vscode-e2e-remote: kept ${tmpDir}`);
-    else fs.rmSync(tmpDir, { recursive: true, force: true });
+    removeTemp(tmpDir, 'vscode-e2e-remote');
   });
 
   test('R1 without a token the question fails with "Set Token…"; a wrong token is refused; the right one connects', { timeout: SCENARIO_MS * 2 }, async () => {
-    const missing = missingRequirements();
-    if (missing.length > 0) assert.fail(`the VS Code end-to-end suite cannot run:\n  ${missing.join('\n  ')}`);
-    fs.rmSync(RESULTS, { recursive: true, force: true });
-    fs.mkdirSync(RESULTS, { recursive: true });
+    beginSuite(RESULTS);
     const tmp = (tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-lens-e2e-remote-')));
     const models = path.join(tmp, 'models');
     const model = path.join(models, 'shared-tiny');

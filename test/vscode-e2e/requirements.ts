@@ -11,6 +11,7 @@
  * - `LLAVA_LENS_E2E_EXTENSION`: install this extension folder instead of the repository (to check
  *   the harness itself against a stand-in).
  */
+import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -68,4 +69,27 @@ export const readManifest = (): Manifest => JSON.parse(fs.readFileSync(path.join
 export function extensionId(): string {
   const m = readManifest();
   return `${m.publisher}.${m.name}`;
+}
+
+/** A suite's first scenario: fails with what is missing, then empties `results` (git-ignored). */
+export function beginSuite(results: string): void {
+  const missing = missingRequirements();
+  if (missing.length > 0) assert.fail(`the VS Code end-to-end suite cannot run:\n  ${missing.join('\n  ')}`);
+  fs.rmSync(results, { recursive: true, force: true });
+  fs.mkdirSync(results, { recursive: true });
+  fs.writeFileSync(path.join(path.dirname(results), '.gitignore'), '*\n');
+}
+
+/** Closes a session's workbench, then stops its code-server. */
+export async function closeSession(s: { wb: { close(): Promise<unknown> }; server: { stop(): Promise<unknown> } } | undefined): Promise<void> {
+  if (!s) return;
+  await s.wb.close().catch(() => undefined);
+  await s.server.stop();
+}
+
+/** Removes a suite's temporary folder, or keeps it (and says where) with LLAVA_LENS_E2E_KEEP=1. */
+export function removeTemp(dir: string | undefined, label: string): void {
+  if (dir === undefined) return;
+  if (process.env.LLAVA_LENS_E2E_KEEP === '1') console.log(`${label}: kept ${dir}`);
+  else fs.rmSync(dir, { recursive: true, force: true });
 }

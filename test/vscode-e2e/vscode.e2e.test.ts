@@ -20,7 +20,7 @@ import { after, describe, test } from 'node:test';
 import type { FrameLocator, Locator, Page } from 'playwright-core';
 import { imageLoaded, isClosedDetails, stopWhenStreaming, watchLastAnswer } from './inPage';
 import { extensionLogs, startCodeServer, tail, type CodeServer } from './codeServer';
-import { EXTENSION_DIR, extensionId, missingRequirements, REPO_ROOT, skipRequested } from './requirements';
+import { EXTENSION_DIR, extensionId, REPO_ROOT, skipRequested, beginSuite, closeSession, removeTemp } from './requirements';
 import {
   answerQuickInput,
   dismissPopups,
@@ -96,21 +96,12 @@ describe('LLaVA Lens in a real VS Code (code-server + headless Chromium)', suite
   after(async () => {
     const r = run;
     run = undefined;
-    if (r) {
-      await r.wb.close().catch(() => undefined);
-      await r.server.stop();
-    }
-    if (tmpDir === undefined) return;
-    if (process.env.LLAVA_LENS_E2E_KEEP === '1') console.log(`vscode-e2e: kept ${tmpDir}`);
-    else fs.rmSync(tmpDir, { recursive: true, force: true });
+    await closeSession(r);
+    removeTemp(tmpDir, 'vscode-e2e');
   });
 
   test('01 workbench opens a workspace with images and Markdown', { timeout: SCENARIO_MS }, async () => {
-    const missing = missingRequirements();
-    if (missing.length > 0) assert.fail(`the VS Code end-to-end suite cannot run:\n  ${missing.join('\n  ')}`);
-    fs.rmSync(RESULTS, { recursive: true, force: true });
-    fs.mkdirSync(RESULTS, { recursive: true });
-    fs.writeFileSync(path.join(path.dirname(RESULTS), '.gitignore'), '*\n');
+    beginSuite(RESULTS);
 
     const tmp = (tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-lens-e2e-')));
     const workspace = path.join(tmp, 'workspace');
