@@ -28,12 +28,14 @@ import type {
   ModelFileRole,
   ModelInfo,
   Timings,
+  GraphTuningPasses,
+  TuningSummary,
 } from '../server/src/runtime/types';
 
 import type { CatalogueEntry } from '../server/src/hub/catalogue';
 
 export type { CatalogueEntry };
-export type { Artefact, ToolInfo, ToolRunResult, AskResult, AskStage, Device, DtypeSpec, FinishReason, ModelFileRole, ModelInfo, Timings, ProgressToken };
+export type { Artefact, ToolInfo, ToolRunResult, AskResult, AskStage, Device, DtypeSpec, FinishReason, ModelFileRole, ModelInfo, Timings, ProgressToken, GraphTuningPasses, TuningSummary };
 
 // ---------------------------------------------------------------------------------------------
 // Constants shared by both sides

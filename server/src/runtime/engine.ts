@@ -39,7 +39,7 @@ import { DebugDump } from './debug';
 import { Decoder } from './decoder';
 import { Embedder } from './embed';
 import { generate } from './generate';
-import { tuneGraph, type GraphTuningOptions, type TunedGraph } from './graphTuning';
+import { decoderPasses, tuneGraph, visionPasses, type GraphTuningOptions, type TunedGraph } from './graphTuning';
 import { decodeImage } from './image';
 import { expandImageTokens, mergeImageFeatures, type ImageFeatures } from './merge';
 import { readModelSpec, type ModelSpec } from './modelSpec';
@@ -48,7 +48,7 @@ import { PrefixCache } from './prefixCache';
 import { preprocess, type PixelValues } from './preprocess';
 import { PromptFormat, type ChatMessage } from './prompt';
 import { makeRng, validateSamplerOptions } from './sampler';
-import type { AnswerDelta, AskRequest, AskStage, AskResult, Engine, HistoryMessage, ImageInput, LoadOptions, LoadProgress, ModelInfo, Timings } from './types';
+import type { AnswerDelta, AskRequest, AskStage, AskResult, Engine, HistoryMessage, ImageInput, LoadOptions, LoadProgress, ModelInfo, Timings, TuningSummary } from './types';
 import { VisionEncoder } from './vision';
 
 export interface OnnxEngineOptions {
@@ -89,6 +89,7 @@ const DEFAULT_MAX_PIXELS = 50e6;
 export class OnnxEngine implements Engine {
   private model: Loaded | undefined;
   private tuned: TunedGraph | undefined;
+  private tunedVision: TunedGraph | undefined;
   private readonly store: ConversationStore;
   private readonly visionCache = new Map<string, ImageFeatures>();
   private readonly prefixes = new PrefixCache();
@@ -112,6 +113,11 @@ export class OnnxEngine implements Engine {
     return this.tuned;
   }
 
+  /** What load-time graph tuning did to the loaded vision encoder (undefined before a load or when off). */
+  visionTuning(): TunedGraph | undefined {
+    return this.tunedVision;
+  }
+
   /** Bytes held by kept KV caches. */
   kvBytes(): number {
     return this.store.kvBytes();
@@ -133,8 +139,15 @@ export class OnnxEngine implements Engine {
       cancelled();
       const device = options.device ?? 'auto';
       const sessionOpts = { intraOpNumThreads: this.opts.intraOpNumThreads, log: this.log };
+      const tuning = options.graphTuning !== undefined ? options.graphTuning : this.opts.graphTuning;
+      const visionSrc = spec.files.vision_encoder.path;
+      if (tuning !== false && tuning?.int8Vision !== false) {
+        onProgress({ percent: 6, message: 'tuning vision encoder (int8 weights; first load of this file only)' });
+        this.tunedVision = await tuneGraph(visionSrc, visionPasses(tuning), this.log);
+        cancelled();
+      }
       onProgress({ percent: 10, message: `loading vision encoder (${spec.files.vision_encoder.dtype})` });
-      const v = await createSession(spec.files.vision_encoder.path, device, sessionOpts);
+      const v = await createSession(this.tunedVision ?? visionSrc, device, sessionOpts);
       sessions.push(v.session);
       cancelled();
       onProgress({ percent: 45, message: `loading token embeddings (${spec.files.embed_tokens.dtype}) on ${v.provider}` });
@@ -143,7 +156,7 @@ export class OnnxEngine implements Engine {
       cancelled();
       onProgress({ percent: 55, message: `loading decoder (${spec.files.decoder_model_merged.dtype}) on ${v.provider}` });
       const src = spec.files.decoder_model_merged.path;
-      this.tuned = this.opts.graphTuning === false ? undefined : await tuneGraph(src, this.opts.graphTuning, this.log);
+      this.tuned = tuning === false ? undefined : await tuneGraph(src, decoderPasses(tuning), this.log);
       const d = await createSession(this.tuned ?? src, v.provider, sessionOpts);
       sessions.push(d.session);
       cancelled();
@@ -181,6 +194,12 @@ export class OnnxEngine implements Engine {
         toolCallFormat: spec.toolCallFormat,
         isTestModel: spec.isTestModel,
       };
+      if (this.tuned || this.tunedVision) {
+        const summary = (t: TunedGraph): TuningSummary => ({ applied: t.applied, skipped: t.skipped, cacheHit: t.cacheHit, ms: Math.round(t.ms) });
+        info.tuning = {};
+        if (this.tunedVision) info.tuning.vision_encoder = summary(this.tunedVision);
+        if (this.tuned) info.tuning.decoder_model_merged = summary(this.tuned);
+      }
       this.model = { spec, format, sessions, vision, embedder, decoder, eosIds, info, maxImagePixels: options.maxImagePixels ?? DEFAULT_MAX_PIXELS, maxImageBytes: options.maxImageBytes };
       this.log(`loaded ${spec.dir} on ${v.provider} (vision packing: ${vision.mode}; ${spec.text.numLayers} layers, context ${spec.text.maxPositions})`);
       onProgress({ percent: 100, message: 'ready' });
@@ -195,6 +214,7 @@ export class OnnxEngine implements Engine {
     const m = this.model;
     this.model = undefined;
     this.tuned = undefined;
+    this.tunedVision = undefined;
     this.store.clear();
     this.stateless.clear();
     this.visionCache.clear();

@@ -32,15 +32,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
+import type { GraphTuningPasses } from './types';
 
 /** Bump when a pass changes what it writes: old cache entries are then ignored. */
 export const TUNING_VERSION = 1;
 
-export interface GraphTuningOptions {
-  /** `accuracy_level = 4` on 4-bit MatMulNBits nodes that leave it unset. Default true. */
-  int8Activations?: boolean;
-  /** Last-position Slice before the LM head when there is no `num_logits_to_keep`. Default true. */
-  lastLogitsOnly?: boolean;
+export interface GraphTuningOptions extends GraphTuningPasses {
   /** Folders tried in order for the tuned file. Default: `<model>/.llava-lens-cache`, then `userGraphCacheDir()`. */
   cacheDirs?: string[];
 }
@@ -58,6 +55,21 @@ export interface TunedGraph {
   cacheHit: boolean;
   /** Wall time spent here, ms. */
   ms: number;
+}
+
+/** The passes that apply to a decoder (`int8Vision` off), from the load's options. */
+export function decoderPasses(opts: GraphTuningOptions = {}): GraphTuningOptions {
+  return { ...opts, int8Vision: false };
+}
+
+/** The passes that apply to a vision encoder (only `int8Vision`), from the load's options. */
+export function visionPasses(opts: GraphTuningOptions = {}): GraphTuningOptions {
+  return { cacheDirs: opts.cacheDirs, int8Activations: false, lastLogitsOnly: false, groupedAttention: false, int8Vision: opts.int8Vision !== false };
+}
+
+/** True when no pass is on. */
+function allOff(opts: GraphTuningOptions): boolean {
+  return opts.int8Activations === false && opts.lastLogitsOnly === false && opts.groupedAttention === false && opts.int8Vision === false;
 }
 
 /** `$LLAVA_LENS_CACHE/graphs`, else `$XDG_CACHE_HOME/llava-lens/graphs`, else `~/.cache/llava-lens/graphs`. */
@@ -78,7 +90,7 @@ const MIB = 1 << 20;
 /** Cheap fingerprint of the source (see the module doc) plus the options: hex sha256. */
 export function sourceKey(file: string, opts: GraphTuningOptions, externalFiles: string[] = []): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify({ v: TUNING_VERSION, int8: opts.int8Activations !== false, last: opts.lastLogitsOnly !== false }));
+  h.update(JSON.stringify({ v: TUNING_VERSION, int8: opts.int8Activations !== false, last: opts.lastLogitsOnly !== false, gqa: opts.groupedAttention !== false, vision: opts.int8Vision !== false }));
   const st = fs.statSync(file);
   h.update(`${st.size}:${st.mtimeMs}`);
   const fd = fs.openSync(file, 'r');
@@ -134,7 +146,7 @@ interface Sidecar {
 export async function tuneGraph(source: string, opts: GraphTuningOptions = {}, log: (msg: string) => void = () => undefined): Promise<TunedGraph> {
   const t0 = performance.now();
   const done = (r: Omit<TunedGraph, 'ms'>): TunedGraph => ({ ...r, ms: performance.now() - t0 });
-  if (opts.int8Activations === false && opts.lastLogitsOnly === false) {
+  if (allOff(opts)) {
     return done({ path: source, applied: [], skipped: ['graph tuning is off'], cacheHit: false });
   }
   const abs = path.resolve(source);

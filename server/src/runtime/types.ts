@@ -17,9 +17,40 @@ export type Dtype = string;
 export type DtypeSpec = Dtype | Partial<Record<ModelFileRole, Dtype>>;
 export type ModelFileRole = 'vision_encoder' | 'embed_tokens' | 'decoder_model_merged';
 
+/**
+ * Load-time graph tuning passes (runtime/graphTuning.ts). Each is on unless set to false; the
+ * whole of tuning is off with `graphTuning: false` in `LoadOptions`.
+ */
+export interface GraphTuningPasses {
+  /** Decoder: `accuracy_level = 4` on 4-bit MatMulNBits (int8 activations). Not bit-exact. */
+  int8Activations?: boolean;
+  /** Decoder: logits for the last position only, when the export computes every position's. Exact. */
+  lastLogitsOnly?: boolean;
+  /** Decoder: grouped-query attention multiplies against the shared KV heads instead of repeating them. */
+  groupedAttention?: boolean;
+  /** Vision encoder: fp32 MatMul weights quantized to int8 per column at load (int8 activations). Not bit-exact. */
+  int8Vision?: boolean;
+}
+
+export const GRAPH_TUNING_PASSES: readonly (keyof GraphTuningPasses)[] = ['int8Activations', 'lastLogitsOnly', 'groupedAttention', 'int8Vision'];
+
+/** What load-time tuning did to one file (runtime/graphTuning.ts `TunedGraph`, without paths). */
+export interface TuningSummary {
+  /** What was changed, in words; empty when the file loaded as it is. */
+  applied: string[];
+  /** Passes that did not apply, and why. */
+  skipped: string[];
+  /** True when the tuned file (or the "nothing to do" note) came from the on-disk cache. */
+  cacheHit: boolean;
+  /** Time spent tuning or finding the cached copy, ms. */
+  ms: number;
+}
+
 export interface LoadOptions {
   dtype?: DtypeSpec;
   device?: Device;
+  /** Load-time graph tuning; `false` loads the files as they are. Default: the engine's option, then every pass on. */
+  graphTuning?: GraphTuningPasses | false;
   /** Max pixels of a decoded image (default 50e6). */
   maxImagePixels?: number;
   /** Max bytes of an image file or buffer (default 64 MiB). */
@@ -50,6 +81,8 @@ export interface ModelInfo {
   toolCallFormat: 'llava-plus' | 'chatml' | 'none';
   /** True for the embedded tiny test model (answers carry no meaning). */
   isTestModel: boolean;
+  /** Load-time graph tuning per tuned file; absent when tuning was off. */
+  tuning?: Partial<Record<ModelFileRole, TuningSummary>>;
 }
 
 /** An image as it arrives: a path (already resolved/validated by the daemon) or raw bytes. */
