@@ -11,7 +11,7 @@ import * as ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import { createSession } from '../../server/src/runtime/backend';
 import { OnnxEngine } from '../../server/src/runtime/engine';
-import { setMatMulNBitsAccuracy, sliceBeforeLmHead, tuneGraph, tuneModelProto } from '../../server/src/runtime/graphTuning';
+import { groupQueryHeads, quantizeColumnsInt8, setMatMulNBitsAccuracy, sliceBeforeLmHead, tuneGraph, tuneModelProto } from '../../server/src/runtime/graphTuning';
 import { f32ToF16Bits } from '../../server/src/runtime/tensorUtil';
 import { testModels } from '../fixtures/testModels';
 
@@ -68,7 +68,7 @@ describe('last-position logits pass', () => {
       },
     };
     assert.match(sliceBeforeLmHead(m2, m2.graph!)!, /Reshape/);
-    const r = tuneModelProto(m2, { int8Activations: false });
+    const r = tuneModelProto(m2, { int8Activations: false, groupedAttention: false });
     assert.deepEqual(r.applied, []);
     assert.equal(r.skipped.length, 1);
   });
@@ -111,11 +111,12 @@ describe('last-position logits pass', () => {
     });
   }
 
-  test('tiny-onevision has num_logits_to_keep: only the MatMulNBits pass applies to its q4 decoder', async () => {
+  test('tiny-onevision has num_logits_to_keep: no Slice; the MatMulNBits and grouped-attention passes apply to its q4 decoder', async () => {
     const dir = await model('tiny-onevision', { preset: 'tiny-onevision', seed: 6, variants: ['q4'] });
     const t = await tuneGraph(path.join(dir, 'onnx', 'decoder_model_merged_q4.onnx'), { cacheDirs: [path.join(root, 'cache', 'ov')] }, noLog);
-    assert.equal(t.applied.length, 1);
+    assert.equal(t.applied.length, 2);
     assert.match(t.applied[0], /^accuracy_level=4 on (\d+) of \1 4-bit MatMulNBits$/);
+    assert.equal(t.applied[1], 'grouped attention without repeated KV heads in 4 of 4 repeats', '2 layers × K and V');
     assert.match(t.skipped.join(), /num_logits_to_keep/);
   });
 });
@@ -150,7 +151,8 @@ describe('tuned-graph cache', () => {
     const none = await tuneGraph(file, { cacheDirs: [path.join(blocker, 'sub')] }, noLog);
     assert.equal(none.path, file);
     assert.match(none.skipped.join(), /no writable cache folder/);
-    assert.deepEqual((await tuneGraph(file, { int8Activations: false, lastLogitsOnly: false }, noLog)).skipped, ['graph tuning is off']);
+    const off = { int8Activations: false, lastLogitsOnly: false, groupedAttention: false, int8Vision: false };
+    assert.deepEqual((await tuneGraph(file, off, noLog)).skipped, ['graph tuning is off']);
   });
 
   test('external data stays where it is and loads through the source folder', async () => {
@@ -182,5 +184,193 @@ describe('engine with tuning', () => {
       await e.unload();
     }
     assert.deepEqual(ids[1], ids[0]);
+  });
+});
+
+/** Runs a decoder: a prefill of `S` positions, then one cached step; returns both outputs. */
+async function prefillAndStep(s: ort.InferenceSession, S: number): Promise<Record<string, ort.Tensor>[]> {
+  const meta = s.inputMetadata as unknown as { name: string; shape: ReadonlyArray<number | string> }[];
+  const H = meta.find((m) => m.name === 'inputs_embeds')!.shape[2] as number;
+  const outs: Record<string, ort.Tensor>[] = [];
+  let past: Record<string, ort.Tensor> = {};
+  for (const m of meta) if (m.name.startsWith('past_key_values')) past[m.name] = new ort.Tensor('float32', new Float32Array(0), m.shape.map((d, i) => (i === 2 ? 0 : typeof d === 'number' ? d : 1)));
+  let P = 0;
+  for (const len of [S, 1]) {
+    const T = P + len;
+    const feeds: Record<string, ort.Tensor> = {
+      ...past,
+      inputs_embeds: new ort.Tensor('float32', Float32Array.from({ length: len * H }, (_, i) => Math.sin((P * H + i) * 0.37)), [1, len, H]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: len }, (_, i) => BigInt(P + i)), [1, len]),
+    };
+    if (meta.some((m) => m.name === 'num_logits_to_keep')) feeds.num_logits_to_keep = new ort.Tensor('int64', new BigInt64Array([0n]), []);
+    if (meta.some((m) => m.name === 'use_cache_branch')) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([P > 0 ? 1 : 0]), [1]);
+    const out = await s.run(feeds);
+    outs.push(out);
+    past = {};
+    for (const k of Object.keys(out)) if (k.startsWith('present.')) past[k.replace('present.', 'past_key_values.')] = out[k];
+    P = T;
+  }
+  return outs;
+}
+
+/** Largest |a - b| over every output of two runs, relative to the largest |a|. */
+function relMaxDiff(a: Record<string, ort.Tensor>, b: Record<string, ort.Tensor>): number {
+  let d = 0;
+  let m = 0;
+  for (const k of Object.keys(a)) {
+    assert.deepEqual(b[k].dims, a[k].dims, k);
+    const x = a[k].data as Float32Array;
+    const y = b[k].data as Float32Array;
+    for (let i = 0; i < x.length; i++) {
+      d = Math.max(d, Math.abs(x[i] - y[i]));
+      m = Math.max(m, Math.abs(x[i]));
+    }
+  }
+  return d / m;
+}
+
+describe('grouped-attention pass', () => {
+  for (const variant of ['fp32', 'q4'] as const) {
+    test(`tiny-onevision ${variant} (4 query heads on 2 KV heads): same logits and presents, prefill and cached step`, async () => {
+      const dir = await model('tiny-onevision-gqa', { preset: 'tiny-onevision', seed: 9, variants: ['q4'] });
+      const file = path.join(dir, 'onnx', `decoder_model_merged${variant === 'fp32' ? '' : '_q4'}.onnx`);
+      const t = await tuneGraph(file, { int8Activations: false, cacheDirs: [path.join(root, 'cache', `gqa-${variant}`)] }, noLog);
+      assert.deepEqual(t.applied, ['grouped attention without repeated KV heads in 4 of 4 repeats']);
+      const tuned = onnx.ModelProto.decode(fs.readFileSync(t.path));
+      const ops = new Set(tuned.graph!.node!.map((n) => n.opType));
+      assert.ok(!ops.has('Tile'), 'no KV repeat is left');
+      const a = await ort.InferenceSession.create(file);
+      const b = await ort.InferenceSession.create(t.path);
+      const ra = await prefillAndStep(a, 7);
+      const rb = await prefillAndStep(b, 7);
+      for (let i = 0; i < 2; i++) assert.ok(relMaxDiff(ra[i], rb[i]) < 1e-5, `run ${i}: ${relMaxDiff(ra[i], rb[i])}`);
+      await a.release();
+      await b.release();
+    });
+  }
+
+  /**
+   * The torch-export form of repeat_kv: Unsqueeze(axes input) → Expand to a shape Concat-ed from
+   * Shape/Gather parts and constants → Reshape to a Concat-ed shape; SDPA-style Kᵀ scaled by a
+   * scalar before the MatMul. q [1, 4, S, 8], k/v [1, 2, T, 8].
+   */
+  function torchStyleAttention(): onnx.IModelProto {
+    const I = onnx.TensorProto.DataType.INT64;
+    const i64 = (name: string, v: number[]): onnx.ITensorProto => ({ name, dims: [v.length], dataType: I, rawData: new Uint8Array(new BigInt64Array(v.map(BigInt)).buffer) });
+    const f32 = (name: string, v: number): onnx.ITensorProto => ({ name, dims: [], dataType: 1, rawData: new Uint8Array(new Float32Array([v]).buffer) });
+    const node = (opType: string, input: string[], output: string, attribute: onnx.IAttributeProto[] = []): onnx.INodeProto => ({ name: output, opType, domain: '', input, output: [output], attribute });
+    const ints = (name: string, v: number[]): onnx.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v });
+    const int = (name: string, v: number): onnx.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INT, i: v });
+    const repeat = (x: string): onnx.INodeProto[] => [
+      node('Shape', [x], `${x}_shape`),
+      node('Gather', [`${x}_shape`, 'i0'], `${x}_b`, [int('axis', 0)]),
+      node('Gather', [`${x}_shape`, 'i2'], `${x}_t`, [int('axis', 0)]),
+      node('Unsqueeze', [`${x}_b`, 'ax0'], `${x}_b1`),
+      node('Unsqueeze', [`${x}_t`, 'ax0'], `${x}_t1`),
+      node('Concat', [`${x}_b1`, 'c2', 'c2', `${x}_t1`, 'c8'], `${x}_expand_shape`, [int('axis', 0)]),
+      node('Concat', [`${x}_b1`, 'c4', `${x}_t1`, 'c8'], `${x}_reshape_shape`, [int('axis', 0)]),
+      node('Unsqueeze', [x, 'ax2'], `${x}_u`),
+      node('Expand', [`${x}_u`, `${x}_expand_shape`], `${x}_e`),
+      node('Reshape', [`${x}_e`, `${x}_reshape_shape`], `${x}_rep`),
+    ];
+    const vi = (name: string, dims: (number | string)[]): onnx.IValueInfoProto => ({
+      name,
+      type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+    });
+    return {
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'attn',
+        input: [vi('q', [1, 4, 'S', 8]), vi('k', [1, 2, 'T', 8]), vi('v', [1, 2, 'T', 8])],
+        output: [vi('out', [1, 4, 'S', 8])],
+        initializer: [{ ...i64('i0', [0]), dims: [] }, { ...i64('i2', [2]), dims: [] }, i64('ax0', [0]), i64('ax2', [2]), i64('c2', [2]), i64('c4', [4]), i64('c8', [8]), f32('half', 0.5)],
+        node: [
+          ...repeat('k'),
+          ...repeat('v'),
+          node('Transpose', ['k_rep'], 'kT', [ints('perm', [0, 1, 3, 2])]),
+          node('Mul', ['kT', 'half'], 'kT_scaled'),
+          node('MatMul', ['q', 'kT_scaled'], 'scores'),
+          node('Softmax', ['scores'], 'probs', [int('axis', -1)]),
+          node('MatMul', ['probs', 'v_rep'], 'out'),
+        ],
+      },
+    };
+  }
+
+  test('the torch-export form (Expand to a Concat-ed shape, scaled Kᵀ) is rewritten and computes the same', async () => {
+    const m = torchStyleAttention();
+    const untuned = onnx.ModelProto.encode(m).finish();
+    const r = groupQueryHeads(m.graph!);
+    assert.deepEqual(r, { changed: 2, total: 2, why: '' });
+    const a = await ort.InferenceSession.create(untuned);
+    const b = await ort.InferenceSession.create(onnx.ModelProto.encode(m).finish());
+    for (const [S, T] of [[5, 5], [1, 9]]) {
+      const x = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.7 + k));
+      const feeds = { q: new ort.Tensor('float32', x(4 * S * 8, 1), [1, 4, S, 8]), k: new ort.Tensor('float32', x(2 * T * 8, 2), [1, 2, T, 8]), v: new ort.Tensor('float32', x(2 * T * 8, 3), [1, 2, T, 8]) };
+      const d = relMaxDiff(await a.run(feeds), await b.run(feeds));
+      assert.ok(d < 1e-6, `S ${S} T ${T}: ${d}`);
+    }
+  });
+
+  test('a repeat used by anything but a MatMul is left alone, with the reason', () => {
+    const m = torchStyleAttention();
+    m.graph!.node!.push({ name: 'extra', opType: 'Relu', domain: '', input: ['v_rep'], output: ['other'] });
+    const r = groupQueryHeads(m.graph!);
+    assert.equal(r.changed, 1);
+    assert.equal(r.total, 2);
+    assert.match(r.why, /used by something other than a MatMul/);
+  });
+});
+
+describe('int8 vision weights pass', () => {
+  test('per-column symmetric int8: error at most half a step, an all-zero column gets scale 1', () => {
+    const K = 3;
+    const N = 3;
+    const w = Float32Array.from([1, 0, -0.5, -2, 0, 0.25, 0.5, 0, 0.125]);
+    const { q, scales } = quantizeColumnsInt8(w, K, N);
+    assert.deepEqual(Array.from(scales), [2 / 127, 1, 0.5 / 127].map(Math.fround));
+    assert.deepEqual(Array.from(q), [64, 0, -127, -127, 0, 64, 32, 0, 32]);
+    for (let i = 0; i < w.length; i++) assert.ok(Math.abs(q[i] * scales[i % N] - w[i]) <= scales[i % N] / 2 + 1e-9);
+  });
+
+  test('a vision encoder with 128-wide layers (external data): DynamicQuantizeMatMul, features within 1% of fp32', async () => {
+    const dir = await model('tiny-onevision-wide', { preset: 'tiny-onevision', seed: 10, externalData: true, config: { vision: { hiddenSize: 128, intermediateSize: 256, numHeads: 2 }, text: { hiddenSize: 128, numHeads: 4 } } });
+    const file = path.join(dir, 'onnx', 'vision_encoder.onnx');
+    const t = await tuneGraph(file, { role: 'vision', cacheDirs: [path.join(root, 'cache', 'int8')] }, noLog);
+    assert.equal(t.applied.length, 1);
+    assert.match(t.applied[0], /^int8 weights \(DynamicQuantizeMatMul, per-column scales\) on (\d+) of (\d+) fp32 MatMuls by a constant weight$/);
+    const tuned = onnx.ModelProto.decode(fs.readFileSync(t.path));
+    const ops = tuned.graph!.node!.map((n) => n.opType);
+    assert.ok(ops.includes('DynamicQuantizeMatMul'));
+    assert.ok(tuned.opsetImport!.some((o) => o.domain === 'com.microsoft'));
+    const a = await ort.InferenceSession.create(file);
+    const { session: b } = await createSession(t, 'cpu', { log: noLog });
+    const px = Float32Array.from({ length: 3 * 42 * 42 }, (_, i) => Math.sin(i * 0.11));
+    const feeds = { pixel_values: new ort.Tensor('float32', px, [1, 3, 42, 42]) };
+    const fa = (await a.run(feeds)).image_features.data as Float32Array;
+    const fb = (await b.run(feeds)).image_features.data as Float32Array;
+    let dot = 0;
+    let na = 0;
+    let nb = 0;
+    for (let i = 0; i < fa.length; i++) {
+      dot += fa[i] * fb[i];
+      na += fa[i] * fa[i];
+      nb += fb[i] * fb[i];
+    }
+    const cos = dot / Math.sqrt(na * nb);
+    assert.ok(cos > 0.99 && cos < 1, `cosine ${cos}`);
+    await a.release();
+    await b.release();
+  });
+
+  test('the tiny presets have no weight worth quantizing, and say so; a decoder file is not touched by it', async () => {
+    const dir = await model('tiny-onevision', { preset: 'tiny-onevision', seed: 6, variants: ['q4'] });
+    const v = await tuneGraph(path.join(dir, 'onnx', 'vision_encoder.onnx'), { role: 'vision', cacheDirs: [path.join(root, 'cache', 'int8-tiny')] }, noLog);
+    assert.deepEqual(v.applied, []);
+    assert.match(v.skipped.join(), /none of \d+ fp32 MatMuls by a constant weight qualified \(weights smaller than 128×128\)/);
+    const d = await tuneGraph(path.join(dir, 'onnx', 'decoder_model_merged.onnx'), { cacheDirs: [path.join(root, 'cache', 'int8-dec')] }, noLog);
+    assert.ok(!d.applied.some((a) => a.startsWith('int8 weights')));
   });
 });
