@@ -31,6 +31,7 @@ import type {
   GraphTuningPasses,
   TuningSummary,
 } from '../server/src/runtime/types';
+import { GRAPH_TUNING_PASSES } from '../server/src/runtime/types';
 
 import type { CatalogueEntry } from '../server/src/hub/catalogue';
 
@@ -46,6 +47,8 @@ export const DEVICES: readonly Device[] = ['auto', 'cuda', 'webgpu', 'dml', 'cor
 /** Precision names, as they appear as file-name suffixes (`fp32` = no suffix). */
 export const DTYPES = ['fp32', 'fp16', 'q4', 'q4f16', 'quantized', 'int8', 'uint8', 'bnb4'] as const;
 export const MODEL_FILE_ROLES: readonly ModelFileRole[] = ['vision_encoder', 'embed_tokens', 'decoder_model_merged'];
+/** The load-time graph tuning passes a `graphTuning` object may switch off (docs/performance.md). */
+export { GRAPH_TUNING_PASSES };
 
 /** What `lens/ask` uses for every option the client leaves out. */
 export const ASK_DEFAULTS = {
@@ -76,6 +79,13 @@ export interface LensInitializationOptions {
   dtype?: DtypeSpec;
   /** Default execution provider for `lens/loadModel` (and for `model`). */
   device?: Device;
+  /**
+   * Default load-time graph tuning for `lens/loadModel` (and for `model`): `false` loads the files
+   * as they are; an object switches single passes off (`{ int8Vision: false }`), every pass left
+   * out stays on. Absent: the daemon's default (`serve --no-graph-tuning` / `--tuning-off`), else
+   * every pass on. What each file got is in `ModelInfo.tuning`.
+   */
+  graphTuning?: GraphTuningPasses | false;
   /** Largest decoded image accepted, in megapixels (engine default 50). */
   maxImageMegapixels?: number;
   /** User turns a conversation keeps (older ones dropped); given to the engine when it is created. */
@@ -145,6 +155,13 @@ export interface LoadModelParams {
   dtype?: DtypeSpec;
   /** Defaults to `initializationOptions.device`, then `auto`. */
   device?: Device;
+  /**
+   * Load-time graph tuning: `false` (none), or `{ int8Activations?, lastLogitsOnly?,
+   * groupedAttention?, int8Vision? }` with `false` for the passes to skip (the others run; `{}` =
+   * all). Defaults to `initializationOptions.graphTuning`, then the daemon's default, then all on.
+   * The result's `tuning` says what each file got (absent when tuning was off).
+   */
+  graphTuning?: GraphTuningPasses | false;
   /** LSP work-done progress token: the daemon sends `$/progress` begin / report (percentage) / end on it. */
   workDoneToken?: ProgressToken;
 }
@@ -487,6 +504,21 @@ function checkDtypeSpec(method: string, field: string, v: unknown): Problem {
   return undefined;
 }
 
+/** `false`, or an object whose keys are pass names (`GRAPH_TUNING_PASSES`) with boolean values. */
+function checkGraphTuning(method: string, field: string, v: unknown): Problem {
+  const passes = GRAPH_TUNING_PASSES.join(', ');
+  if (v === false) return undefined;
+  if (!isObject(v)) return wrong(method, field, `false (no tuning) or an object of passes {${GRAPH_TUNING_PASSES.join('?, ')}?} with boolean values ({} = every pass)`, v);
+  for (const [key, value] of Object.entries(v)) {
+    if (!(GRAPH_TUNING_PASSES as readonly string[]).includes(key)) {
+      const shown = key.length > 40 ? `${key.slice(0, 40)}…` : key;
+      return `${method}: "${field}.${shown}" is not a graph tuning pass; use ${passes}.`;
+    }
+    if (typeof value !== 'boolean') return wrong(method, `${field}.${key}`, 'true or false', value);
+  }
+  return undefined;
+}
+
 /** Runs `check` for each present (not undefined) optional field. */
 function optional(obj: Record<string, unknown>, checks: Record<string, (v: unknown) => Problem>): Problem {
   for (const [field, check] of Object.entries(checks)) {
@@ -514,6 +546,7 @@ export function checkInitializationOptions(v: unknown): Problem {
     model: (x) => checkString(m, f('model'), x, true),
     dtype: (x) => checkDtypeSpec(m, f('dtype'), x),
     device: (x) => checkDevice(m, f('device'), x),
+    graphTuning: (x) => checkGraphTuning(m, f('graphTuning'), x),
     maxImageMegapixels: (x) => checkNumber(m, f('maxImageMegapixels'), x, 'a number > 0 (megapixels)', (n) => n > 0),
     maxHistoryTurns: (x) => checkNumber(m, f('maxHistoryTurns'), x, 'an integer >= 0', (n) => Number.isInteger(n) && n >= 0),
     queueLimit: (x) => checkNumber(m, f('queueLimit'), x, 'an integer >= 1', isPositiveInt),
@@ -529,6 +562,7 @@ export function checkLoadModelParams(v: unknown): Problem {
     optional(v, {
       dtype: (x) => checkDtypeSpec(m, 'dtype', x),
       device: (x) => checkDevice(m, 'device', x),
+      graphTuning: (x) => checkGraphTuning(m, 'graphTuning', x),
       workDoneToken: (x) =>
         typeof x === 'string' || (typeof x === 'number' && Number.isInteger(x)) ? undefined : wrong(m, 'workDoneToken', 'a string or an integer', x),
     })

@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { CancellationToken, Emitter, type Disposable, type Event, type MessageConnection } from 'vscode-jsonrpc';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import type WebSocket from 'ws';
+import { daemonNodeFlags } from '../../server/src/daemon/nodeFlags';
 import { CloseCode, connectWebSocket, WebSocketMessageReader, WebSocketMessageWriter, type ConnectOptions } from '../../common/wsTransport';
 import {
   AgentStepNotification,
@@ -176,10 +177,15 @@ export class LensClient implements Disposable {
     connection.listen();
   }
 
-  /** Starts `node <daemonPath> serve --stdio` as a child process and connects to it. */
+  /**
+   * Starts `node <DAEMON_NODE_FLAGS> <daemonPath> serve --stdio` as a child process and connects to
+   * it. The flags (server/src/daemon/nodeFlags.ts) are on its command line, so the daemon runs them
+   * in that one process; `LLAVA_LENS_NODE_FLAGS=none` in `env` leaves them out.
+   */
   static spawnStdio(opts: SpawnOptions): LensClient {
-    const child = spawn(opts.nodePath ?? process.execPath, [opts.daemonPath, ...(opts.args ?? ['serve', '--stdio'])], {
-      env: opts.env ?? process.env,
+    const env = opts.env ?? process.env;
+    const child = spawn(opts.nodePath ?? process.execPath, [...daemonNodeFlags(env), opts.daemonPath, ...(opts.args ?? ['serve', '--stdio'])], {
+      env,
       cwd: opts.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
       // Own process group on POSIX: a terminal's Ctrl-C reaches only the client, which decides

@@ -4,8 +4,9 @@
  * falls back to its default and produces a problem message the extension shows (never silently
  * ignored).
  */
-import { DEVICES, DTYPES, MODEL_FILE_ROLES } from '../../common/protocol';
-import type { AskParams, Device, DtypeSpec, LensInitializationOptions, ModelFileRole } from '../../common/protocol';
+import { DEVICES, DTYPES, GRAPH_TUNING_PASSES, MODEL_FILE_ROLES } from '../../common/protocol';
+import { daemonNodeFlags } from '../../server/src/daemon/nodeFlags';
+import type { AskParams, Device, DtypeSpec, GraphTuningPasses, LensInitializationOptions, LoadModelParams, ModelFileRole } from '../../common/protocol';
 
 export const SECTION = 'llavaLens';
 /** SecretStorage key of the remote daemon's token (command "Set Remote Daemon Token…"). */
@@ -25,6 +26,9 @@ export type BackendKind = (typeof BACKEND_KINDS)[number];
 export const BACKEND_TOOL_MODES = ['api', 'prompt'] as const;
 export type BackendToolMode = (typeof BACKEND_TOOL_MODES)[number];
 
+/** `llavaLens.graphTuning.*`: the master switch and one per pass (all on by default). */
+export type GraphTuningSettings = { enabled: boolean } & Required<GraphTuningPasses>;
+
 export interface LensSettings {
   modelFolders: string[];
   /** Model folder; '' = the embedded default test model. */
@@ -32,6 +36,8 @@ export interface LensSettings {
   /** undefined = the engine's choice. */
   dtype: DtypeSpec | undefined;
   device: Device;
+  /** Load-time graph tuning of the local model (see `toGraphTuning`). */
+  graphTuning: GraphTuningSettings;
   maxNewTokens: number;
   temperature: number;
   maxImageMegapixels: number;
@@ -57,6 +63,7 @@ export const DEFAULT_SETTINGS: LensSettings = {
   model: '',
   dtype: undefined,
   device: 'auto',
+  graphTuning: { enabled: true, int8Activations: true, lastLogitsOnly: true, groupedAttention: true, int8Vision: true },
   maxNewTokens: 256,
   temperature: 0,
   maxImageMegapixels: 50,
@@ -71,8 +78,11 @@ export const DEFAULT_SETTINGS: LensSettings = {
   backendTools: 'api',
 };
 
-/** Node flags the daemon process is started with (`execArgv`); the speed work may set some. */
-export const DAEMON_NODE_ARGS: readonly string[] = [];
+/**
+ * Node flags the daemon process is started with (`execArgv`): `DAEMON_NODE_FLAGS`
+ * (server/src/daemon/nodeFlags.ts, measured in docs/performance.md), none with `LLAVA_LENS_NODE_FLAGS=none`.
+ */
+export const DAEMON_NODE_ARGS: readonly string[] = daemonNodeFlags(process.env);
 
 export interface SettingsRead {
   settings: LensSettings;
@@ -83,7 +93,7 @@ export interface SettingsRead {
 /** `get(key)` returns the configured value of `llavaLens.<key>` (undefined when unset). */
 export function readSettings(get: (key: string) => unknown): SettingsRead {
   const problems: string[] = [];
-  const s: LensSettings = { ...DEFAULT_SETTINGS, modelFolders: [] };
+  const s: LensSettings = { ...DEFAULT_SETTINGS, modelFolders: [], graphTuning: { ...DEFAULT_SETTINGS.graphTuning } };
   const bad = (key: string, expected: string, got: unknown) =>
     problems.push(`Setting ${SECTION}.${key} must be ${expected}; got ${JSON.stringify(got)}. Using the default.`);
 
@@ -107,6 +117,12 @@ export function readSettings(get: (key: string) => unknown): SettingsRead {
   if (device !== undefined) {
     if (typeof device === 'string' && (DEVICES as readonly string[]).includes(device)) s.device = device as Device;
     else bad('device', `one of ${DEVICES.join(', ')}`, device);
+  }
+  for (const key of ['enabled', ...GRAPH_TUNING_PASSES] as const) {
+    const on = get(`graphTuning.${key}`);
+    if (on === undefined) continue;
+    if (typeof on === 'boolean') s.graphTuning[key] = on;
+    else bad(`graphTuning.${key}`, 'true or false', on);
   }
   const maxNewTokens = get('maxNewTokens');
   if (maxNewTokens !== undefined) {
@@ -169,6 +185,17 @@ export function readSettings(get: (key: string) => unknown): SettingsRead {
     else bad('backend.tools', `one of ${BACKEND_TOOL_MODES.join(', ')}`, backendTools);
   }
   return { settings: s, problems };
+}
+
+/**
+ * The `graphTuning` the daemon gets: `false` with `graphTuning.enabled` off, else an object naming
+ * the passes switched off (`{}` when every pass is on).
+ */
+export function toGraphTuning(s: LensSettings): GraphTuningPasses | false {
+  if (!s.graphTuning.enabled) return false;
+  const passes: GraphTuningPasses = {};
+  for (const pass of GRAPH_TUNING_PASSES) if (!s.graphTuning[pass]) passes[pass] = false;
+  return passes;
 }
 
 /** What `serve --base-url` accepts: http(s), no user, password or query (the key travels apart). */
@@ -252,7 +279,18 @@ export function toInitializationOptions(s: LensSettings, modelPath: string | und
   };
   if (modelPath) init.model = modelPath;
   if (s.dtype !== undefined) init.dtype = s.dtype;
+  const graphTuning = toGraphTuning(s);
+  if (graphTuning === false || Object.keys(graphTuning).length > 0) init.graphTuning = graphTuning;
   return init;
+}
+
+/**
+ * `lens/loadModel` of the configured model into the running local daemon (after a settings
+ * change). `graphTuning` is always sent, `{}` included: the daemon would otherwise fall back to
+ * the `initializationOptions.graphTuning` it started with, which the change may have undone.
+ */
+export function toLoadModelParams(s: LensSettings, modelPath: string): LoadModelParams {
+  return { path: modelPath, device: s.device, ...(s.dtype !== undefined ? { dtype: s.dtype } : {}), graphTuning: toGraphTuning(s) };
 }
 
 /**
@@ -267,7 +305,7 @@ export function toAskOptions(s: LensSettings, imageCount = 0): Pick<AskParams, '
  * What a settings change needs, from the old and new values:
  * - `restartDaemon`: options only given at `initialize` or spawn changed (image limit, node path,
  *   the backend: its kind, or the server, model or tool mode of an 'openai' one);
- * - `reloadModel`: model, precision or device changed (sent as `lens/loadModel`; never to a
+ * - `reloadModel`: model, precision, device or graph tuning changed (sent as `lens/loadModel`; never to a
  *   remote daemon, whose model is its operator's choice, nor with `backend` 'openai');
  * - `diagnostics`: the alt-text hints were switched;
  * - `remote`: the remote URL or its CA changed: the daemon in use (local or remote) is left and
@@ -291,7 +329,7 @@ export function settingsEffects(before: LensSettings, after: LensSettings): Sett
   const restartDaemon = local && (before.maxImageMegapixels !== after.maxImageMegapixels || before.nodePath !== after.nodePath || backend);
   return {
     restartDaemon,
-    reloadModel: local && !restartDaemon && after.backend === 'onnx' && (before.model !== after.model || !same(before.dtype, after.dtype) || before.device !== after.device),
+    reloadModel: local && !restartDaemon && after.backend === 'onnx' && (before.model !== after.model || !same(before.dtype, after.dtype) || before.device !== after.device || !same(toGraphTuning(before), toGraphTuning(after))),
     diagnostics: before.altTextDiagnostics !== after.altTextDiagnostics,
     remote,
   };

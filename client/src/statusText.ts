@@ -3,6 +3,7 @@
  * Markdown-free tooltip with the details. Pure.
  */
 import type { LensStatus } from '../../common/protocol';
+import { describeTuning } from '../../common/tuning';
 
 /** The extension's view of the daemon: not started yet, the daemon's own `lens/status`, or stopped. */
 export type DaemonView =
@@ -86,6 +87,7 @@ export function presentStatus(view: DaemonView, extra: { remoteUrl?: string; bac
           .map(([k, v]) => `${k} ${v}`)
           .join(', ');
         lines.push(`Precision: ${dtypes}`);
+        lines.push(`Graph tuning: ${describeTuning(model.tuning)}`);
       } else if (s.state !== 'loading') {
         lines.push('No model loaded.');
       }

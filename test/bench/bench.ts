@@ -15,7 +15,12 @@ import { measureBandwidth } from './bandwidth';
 import { measureDaemonOverhead } from './daemonOverhead';
 import { FLAG_CANDIDATES, OURS_NODE_FLAGS } from './flags';
 import { makeImages } from './images';
-import { tuneGraph } from '../../server/src/runtime/graphTuning';
+import * as ort from 'onnxruntime-node';
+import { decoderPasses, tuneGraph, visionPasses } from '../../server/src/runtime/graphTuning';
+import { decodeImage } from '../../server/src/runtime/image';
+import { readModelSpec } from '../../server/src/runtime/modelSpec';
+import { preprocess, type PreprocessSpec } from '../../server/src/runtime/preprocess';
+import type { GraphTuningPasses } from '../../server/src/runtime/types';
 import { logitError } from './logitError';
 import { cacheRoot, decoderBytes, ensureBenchModel, singleViewTwin } from './model';
 import { markdown, ratiosOf, type BenchResult } from './report';
@@ -80,7 +85,7 @@ async function run(args: BenchArgs): Promise<BenchResult> {
   try {
     const lo = await ours.call('load', { dir: twin, banIds: ban });
     push(O, 'loadMs', lo.loadMs);
-    notes.push(...lo.notes.filter((n) => n.startsWith('graph tuning')));
+    notes.push(...lo.notes.filter((n) => n.includes('graph tuning')));
     if (theirs) push(Th, 'loadMs', (await theirs.call('load', { dir: twin, banIds: ban, threads })).loadMs);
 
     log('preprocessing');
@@ -244,8 +249,8 @@ async function flagStudy(args: BenchArgs): Promise<string> {
 
 /**
  * `--divergence`: what graph tuning does to the numbers. Greedy tokens over 256 forced tokens for
- * three prompts, ours with tuning and without; and the logit error behind any difference
- * (logitError.ts).
+ * three prompts, ours untuned against every pass together and each pass that is not exact alone;
+ * the logit error of each decoder variant (logitError.ts) and the vision features' cosine.
  */
 async function divergence(args: BenchArgs): Promise<string> {
   const base = path.resolve(args.model ?? path.join(cacheRoot(), 'bench-model'));
@@ -255,9 +260,16 @@ async function divergence(args: BenchArgs): Promise<string> {
   const N = 256;
   const threads = defaultIntraOpThreads();
   const prompts: Array<[string, string]> = [[imgs.conv[0], Q1], [imgs.conv[1], Q2], [imgs.conv[2], Q3]];
+  const none: GraphTuningPasses = { int8Activations: false, lastLogitsOnly: false, groupedAttention: false, int8Vision: false };
+  const variants: Array<[string, GraphTuningPasses | false]> = [
+    ['untuned', false],
+    ['all passes', {}],
+    ['int8Activations only', { ...none, int8Activations: true }],
+    ['groupedAttention only', { ...none, groupedAttention: true }],
+    ['int8Vision only', { ...none, int8Vision: true }],
+  ];
   const runs: Record<string, number[][]> = {};
-  for (const tuning of [true, false]) {
-    const label = tuning ? 'tuned' : 'untuned';
+  for (const [label, tuning] of variants) {
     log(`divergence: ours, ${label}`);
     const c = await ChildSide.start(label, 'ours', [...OURS_NODE_FLAGS]);
     try {
@@ -268,24 +280,63 @@ async function divergence(args: BenchArgs): Promise<string> {
       await c.stop();
     }
   }
-  const d = runs.tuned.map((ids, i) => firstDiff(ids, runs.untuned[i]));
-  const agree = runs.tuned.map((ids, i) => ids.filter((x, j) => x === runs.untuned[i][j]).length);
-  const lines = [
-    `Greedy tokens over ${N} forced tokens, ours with graph tuning vs without, ${prompts.length} prompts: ` +
-      `${d.map((x) => (x < 0 ? 'identical' : `first difference at token ${x}`)).join('; ')} ` +
-      `(tokens equal at the same position: ${agree.map((n) => `${n}/${N}`).join(', ')}).`,
-  ];
+  const lines = [`Greedy tokens over ${N} forced tokens, ${prompts.length} prompts, against the untuned graphs:`, ''];
+  lines.push('| tuning | first difference | tokens equal at the same position |', '|---|---|---|');
+  for (const [label] of variants.slice(1)) {
+    const d = runs[label].map((ids, i) => firstDiff(ids, runs.untuned[i]));
+    const agree = runs[label].map((ids, i) => ids.filter((x, j) => x === runs.untuned[i][j]).length);
+    lines.push(`| ${label} | ${d.map((x) => (x < 0 ? 'identical' : `token ${x}`)).join(', ')} | ${agree.map((n) => `${n}/${N}`).join(', ')} |`);
+  }
   log('divergence: logit error');
-  const tuned = await tuneGraph(path.join(base, 'onnx', 'decoder_model_merged.onnx'));
+  const src = path.join(base, 'onnx', 'decoder_model_merged.onnx');
   const cfg = JSON.parse(fs.readFileSync(path.join(base, 'config.json'), 'utf8')).text_config;
-  const e = await logitError(path.join(base, 'onnx', 'decoder_model_merged.onnx'), tuned.path, cfg.hidden_size, cfg.num_key_value_heads, cfg.head_dim, threads);
-  lines.push(
-    '',
-    `Logits, tuned vs untuned, same inputs (${e.steps} steps: a 200-position prefill, then single tokens): ` +
-      `max |Δ| ${e.maxAbs.toFixed(3)}, RMS Δ ${e.rms.toFixed(4)} against a logit standard deviation of ${e.std.toFixed(3)}; ` +
-      `same argmax in ${e.sameArgmax}/${e.steps} steps; top-1/top-2 gap smaller than the max |Δ| in ${e.closeCalls}/${e.steps} steps.`,
-  );
+  lines.push('', `Decoder logits against the untuned graph, same inputs (a 200-position prefill, then single tokens):`, '');
+  lines.push('| tuning | steps | max abs diff | RMS diff | logit std | same argmax | top-2 gap < max diff |', '|---|---|---|---|---|---|---|');
+  for (const [label, tuning] of variants.slice(1, 4)) {
+    const tuned = await tuneGraph(src, decoderPasses(tuning || {}));
+    const e = await logitError(src, tuned.path, cfg.hidden_size, cfg.num_key_value_heads, cfg.head_dim, threads);
+    lines.push(`| ${label} | ${e.steps} | ${e.maxAbs.toExponential(2)} | ${e.rms.toExponential(2)} | ${e.std.toFixed(3)} | ${e.sameArgmax}/${e.steps} | ${e.closeCalls}/${e.steps} |`);
+  }
+  log('divergence: vision features');
+  const vsrc = path.join(base, 'onnx', 'vision_encoder.onnx');
+  const vt = await tuneGraph(vsrc, visionPasses({}));
+  const f = await featureError(vsrc, vt.path, imgs.conv, readModelSpec(dir).preprocess, threads);
+  lines.push('', `Vision features, int8 weights against fp32, ${f.images} images: cosine ${f.minCos.toFixed(5)} (lowest), RMS diff ${f.rms.toExponential(2)} against a feature RMS of ${f.norm.toFixed(3)}, max abs diff ${f.maxAbs.toFixed(3)}.`);
   return lines.join('\n');
+}
+
+/** Vision features of the same pixels through two vision-encoder files. */
+async function featureError(original: string, tuned: string, images: string[], spec: PreprocessSpec, threads: number | undefined): Promise<{ images: number; minCos: number; rms: number; norm: number; maxAbs: number }> {
+  const opts = { logSeverityLevel: 3 as const, ...(threads ? { intraOpNumThreads: threads } : {}) };
+  const a = await ort.InferenceSession.create(original, opts);
+  const b = await ort.InferenceSession.create(tuned, opts);
+  let minCos = 1;
+  let sq = 0;
+  let nn = 0;
+  let n = 0;
+  let maxAbs = 0;
+  for (const file of images) {
+    const pv = await preprocess(await decodeImage({ bytes: await fs.promises.readFile(file) }, { maxPixels: 50e6 }), spec);
+    const feeds = { [a.inputNames[0]]: new ort.Tensor('float32', pv.data, pv.dims) };
+    const x = (await a.run(feeds))[a.outputNames[0]].data as Float32Array;
+    const y = (await b.run(feeds))[b.outputNames[0]].data as Float32Array;
+    let dot = 0;
+    let xx = 0;
+    let yy = 0;
+    for (let i = 0; i < x.length; i++) {
+      dot += x[i] * y[i];
+      xx += x[i] * x[i];
+      yy += y[i] * y[i];
+      sq += (x[i] - y[i]) ** 2;
+      maxAbs = Math.max(maxAbs, Math.abs(x[i] - y[i]));
+    }
+    nn += xx;
+    n += x.length;
+    minCos = Math.min(minCos, dot / Math.sqrt(xx * yy));
+  }
+  await a.release();
+  await b.release();
+  return { images: images.length, minCos, rms: Math.sqrt(sq / n), norm: Math.sqrt(nn / n), maxAbs };
 }
 
 async function main(): Promise<void> {

@@ -3,14 +3,15 @@
  * bench and its child processes. Every side runs in its own child process so its peak resident
  * memory is its own.
  */
+import type { GraphTuningPasses } from '../../server/src/runtime/types';
 
 export interface LoadArgs {
   /** Model folder both sides load (the single-view twin). */
   dir: string;
   /** Token ids that must not end a forced-length answer (EOS, turn separator). */
   banIds: number[];
-  /** Ours only: load-time graph tuning on (default) or off. */
-  tuning?: boolean;
+  /** Ours only: load-time graph tuning: every pass (default, `true`), off (`false`), or the passes given. */
+  tuning?: boolean | GraphTuningPasses;
   /**
    * transformers.js only: intra-op threads, set to what ours uses (`defaultIntraOpThreads()`), so
    * both sides run the same thread count; undefined leaves onnxruntime's default on both sides.

@@ -23,7 +23,7 @@ export class OursSide implements Side {
     this.dir = a.dir;
     const ban = a.banIds;
     this.engine = new OnnxEngine({
-      graphTuning: a.tuning === false ? false : {},
+      graphTuning: a.tuning === false ? false : a.tuning === true || a.tuning === undefined ? {} : a.tuning,
       // Forced length: EOS and the turn separator can never be sampled (the bench's answers are not read).
       processLogits: (logits) => {
         for (const id of ban) logits[id] = -Infinity;
@@ -33,8 +33,9 @@ export class OursSide implements Side {
     const t = performance.now();
     await this.engine.load(a.dir, { device: 'cpu' }, () => undefined, never);
     this.loadMs = performance.now() - t;
-    const tuned = this.engine.graphTuning();
-    this.notes.push(tuned ? `graph tuning: ${tuned.applied.join('; ') || 'none'}${tuned.skipped.length ? ` (skipped: ${tuned.skipped.join('; ')})` : ''}; ${tuned.cacheHit ? 'cached' : 'tuned now'} in ${tuned.ms.toFixed(0)} ms` : 'graph tuning off');
+    for (const [file, tuned] of [['decoder', this.engine.graphTuning()], ['vision encoder', this.engine.visionTuning()]] as const) {
+      this.notes.push(tuned ? `${file} graph tuning: ${tuned.applied.join('; ') || 'none'}${tuned.skipped.length ? ` (skipped: ${tuned.skipped.join('; ')})` : ''}; ${tuned.cacheHit ? 'cached' : 'tuned now'} in ${tuned.ms.toFixed(0)} ms` : `${file} graph tuning off`);
+    }
     this.singleSpec = readModelSpec(a.dir).preprocess;
     return { loadMs: this.loadMs, notes: this.notes };
   }

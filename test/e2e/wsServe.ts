@@ -1,7 +1,7 @@
 /**
- * A real shared daemon for tests: `node bin/llava-lens.js serve --ws 0` as a child process on
- * 127.0.0.1 (or `host`), with its own state folder and token, optionally loading a model folder.
- * Waits on the daemon's own log lines (listening, loaded), never on time.
+ * A real shared daemon for tests: `node <DAEMON_NODE_FLAGS> bin/llava-lens.js serve --ws 0` as a
+ * child process on 127.0.0.1 (or `host`), with its own state folder and token, optionally loading
+ * a model folder. Waits on the daemon's own log lines (listening, loaded), never on time.
  *
  * With `env: { LLAVA_LENS_ENGINE: FAKE_ENGINE_MODULE }` the daemon answers with the deterministic
  * fake engine (test/fakes/fakeEngine.ts), so any folder holding a `config.json` is a "model".
@@ -11,6 +11,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LensClient } from '../../client/src/daemonClient';
+import { DAEMON_NODE_FLAGS } from '../../server/src/daemon/nodeFlags';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'llava-lens.js');
@@ -71,7 +72,9 @@ export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
   const loopback = o.host === undefined || o.host === 'localhost' || o.host === '::1' || /^127\./.test(o.host);
   const host = o.host !== undefined ? ['--host', o.host, ...(loopback ? [] : ['--allow-remote'])] : [];
   const args = [BIN, 'serve', '--ws', String(o.port ?? 0), ...host, '--state-dir', stateDir, ...(o.model ? ['--model', o.model] : []), ...(o.args ?? [])];
-  const child = spawn(process.execPath, args, {
+  // With the daemon's node flags, as the extension starts it: one process (no relaunch), so
+  // `child` is the daemon itself (its pid, RSS, signals).
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...args], {
     env: { ...process.env, LLAVA_LENS_TOKEN: WS_TEST_TOKEN, ...o.env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

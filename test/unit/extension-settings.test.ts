@@ -23,7 +23,7 @@ function getter(values: Record<string, unknown>) {
 test('package.json settings: every llavaLens.* key is read, with the same defaults', () => {
   const props: Record<string, { default: unknown }> = pkg.contributes.configuration.properties;
   const keys = Object.keys(props).map((k) => k.replace(/^llavaLens\./, ''));
-  assert.deepEqual(keys.sort(), ['altTextDiagnostics.enabled', 'backend.baseUrl', 'backend.kind', 'backend.model', 'backend.tools', 'daemon.nodePath', 'device', 'dtype', 'maxImageMegapixels', 'maxNewTokens', 'model', 'modelFolders', 'remote.tlsCa', 'remote.url', 'temperature', 'tools.enabled'].sort());
+  assert.deepEqual(keys.sort(), ['altTextDiagnostics.enabled', 'backend.baseUrl', 'backend.kind', 'backend.model', 'backend.tools', 'daemon.nodePath', 'device', 'dtype', 'graphTuning.enabled', 'graphTuning.groupedAttention', 'graphTuning.int8Activations', 'graphTuning.int8Vision', 'graphTuning.lastLogitsOnly', 'maxImageMegapixels', 'maxNewTokens', 'model', 'modelFolders', 'remote.tlsCa', 'remote.url', 'temperature', 'tools.enabled'].sort());
   const fromDefaults = readSettings((k) => props[`llavaLens.${k}`].default);
   assert.deepEqual(fromDefaults.problems, []);
   assert.deepEqual(fromDefaults.settings, DEFAULT_SETTINGS);

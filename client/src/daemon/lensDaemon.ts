@@ -28,7 +28,7 @@ import { cacheDir, ensureDefaultModel } from '../../../server/src/cli/defaultMod
 import { LensClient } from '../daemonClient';
 import { advice, adviceForDaemonError } from '../errorAdvice';
 import type { Notifier } from '../notify';
-import { BACKEND_API_KEY_SECRET, DAEMON_NODE_ARGS, REMOTE_TOKEN_SECRET, toDaemonSpawn, toInitializationOptions, type LensSettings } from '../settings';
+import { BACKEND_API_KEY_SECRET, DAEMON_NODE_ARGS, REMOTE_TOKEN_SECRET, toDaemonSpawn, toInitializationOptions, toLoadModelParams, type LensSettings } from '../settings';
 import type { DaemonView } from '../statusText';
 import { lensConnectionFor } from './languageClientConnection';
 import { closeSocket, openRemoteSocket, RECONNECT_DELAYS_MS, RemoteConnectError, transportsOver } from './remoteTransport';
@@ -365,7 +365,7 @@ export class LensDaemon implements vscode.Disposable {
     try {
       await this.resolveModel(s);
       if (!this.modelPath) return;
-      await this.lens.loadModel({ path: this.modelPath, device: s.device, ...(s.dtype !== undefined ? { dtype: s.dtype } : {}) });
+      await this.lens.loadModel(toLoadModelParams(s, this.modelPath));
     } catch (e) {
       const code = (e as { code?: number }).code;
       const message = e instanceof Error ? e.message : String(e);

@@ -1,7 +1,7 @@
 /** Argument parsing helpers shared by the CLI commands. Usage problems throw `UsageError` (exit 2). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { DEVICES, DTYPES, MODEL_FILE_ROLES, checkAskParams } from '../../../common/protocol';
-import type { AskParams, Device, DtypeSpec, ModelFileRole } from '../../../common/protocol';
+import { DEVICES, DTYPES, GRAPH_TUNING_PASSES, MODEL_FILE_ROLES, checkAskParams } from '../../../common/protocol';
+import type { AskParams, Device, DtypeSpec, GraphTuningPasses, ModelFileRole } from '../../../common/protocol';
 
 /** A command-line mistake: the CLI prints it with a pointer to the command's help and exits with 2. */
 export class UsageError extends Error {
@@ -66,6 +66,35 @@ export function parseDevice(value: string | undefined): Device | undefined {
     throw new UsageError(`--device: unknown device "${value}"; use one of ${DEVICES.join(', ')}.`);
   }
   return value as Device;
+}
+
+/** The `util.parseArgs` options of the load-time graph tuning switches (`ask`, `demo`, `serve`). */
+export const GRAPH_TUNING_OPTIONS = {
+  'no-graph-tuning': { type: 'boolean' },
+  'tuning-off': { type: 'string', multiple: true },
+} as const;
+
+/**
+ * `--no-graph-tuning` -> `false`; `--tuning-off int8Activations,int8Vision` (repeatable; names as
+ * in `GRAPH_TUNING_PASSES`, case, `-` and `_` ignored) -> `{ int8Activations: false, int8Vision:
+ * false }`; neither -> undefined (the default: every pass on).
+ */
+export function parseGraphTuningFlags(values: { 'no-graph-tuning'?: boolean; 'tuning-off'?: string[] }): GraphTuningPasses | false | undefined {
+  const off = values['tuning-off'];
+  const valid = `valid passes: ${GRAPH_TUNING_PASSES.join(', ')}`;
+  if (values['no-graph-tuning']) {
+    if (off !== undefined) throw new UsageError('--no-graph-tuning turns every pass off: leave out --tuning-off, or use --tuning-off alone to keep the other passes.');
+    return false;
+  }
+  if (off === undefined) return undefined;
+  const key = (n: string) => n.toLowerCase().replace(/[-_]/g, '');
+  const passes: GraphTuningPasses = {};
+  for (const name of off.flatMap((v) => v.split(',')).map((n) => n.trim())) {
+    const pass = GRAPH_TUNING_PASSES.find((p) => key(p) === key(name));
+    if (pass === undefined) throw new UsageError(`--tuning-off: ${name === '' ? 'an empty pass name' : `unknown pass "${name}"`}; ${valid}.`);
+    passes[pass] = false;
+  }
+  return passes;
 }
 
 /** Checks ask params the way the daemon will, naming the CLI flag instead of the field. */

@@ -14,8 +14,9 @@ import * as path from 'node:path';
 import { CancellationTokenSource, ResponseError } from 'vscode-jsonrpc';
 import { randomUUID } from 'node:crypto';
 import { LensErrorCode } from '../../../common/errors';
-import { AgentStepNotification, type AgentStep, type AskParams, type AskResult, type Device, type DtypeSpec, type ModelInfo } from '../../../common/protocol';
-import { UsageError, checkAskSettings, numberOption, parse, parseDevice, parseDtype } from './args';
+import { AgentStepNotification, type AgentStep, type AskParams, type AskResult, type Device, type DtypeSpec, type GraphTuningPasses, type ModelInfo } from '../../../common/protocol';
+import { describeTuning, tuningApplied } from '../../../common/tuning';
+import { GRAPH_TUNING_OPTIONS, UsageError, checkAskSettings, numberOption, parse, parseDevice, parseDtype, parseGraphTuningFlags } from './args';
 import { BACKEND_OPTIONS, backendDaemon, parseBackendArgs, type BackendSettings } from './backend';
 import { CONNECT_OPTIONS, openDaemon, parseConnect, type ConnectSettings } from './connect';
 import { TEST_MODEL_NOTICE, chooseModel } from './defaultModel';
@@ -27,6 +28,8 @@ export interface AskSettings {
   model?: string;
   device?: Device;
   dtype?: DtypeSpec;
+  /** `--no-graph-tuning` (false) / `--tuning-off P,…`; undefined: every pass on. */
+  graphTuning?: GraphTuningPasses | false;
   json: boolean;
   params: Omit<AskParams, 'images' | 'prompt'>;
   /** `demo` prints a timings table instead of a line. */
@@ -56,6 +59,7 @@ export function parseAskArgs(argv: string[]): AskSettings {
       tools: { type: 'boolean' },
       'max-steps': { type: 'string' },
       explain: { type: 'string' },
+      ...GRAPH_TUNING_OPTIONS,
       ...CONNECT_OPTIONS,
       ...BACKEND_OPTIONS,
     },
@@ -87,17 +91,23 @@ export function parseAskArgs(argv: string[]): AskSettings {
   if (device !== undefined) settings.device = device;
   const dtype = parseDtype(values.dtype);
   if (dtype !== undefined) settings.dtype = dtype;
+  const graphTuning = parseGraphTuningFlags(values);
+  if (graphTuning !== undefined) settings.graphTuning = graphTuning;
   const connect = parseConnect(values);
   const backend = parseBackendArgs(values);
   if (backend) {
     if (connect) throw new UsageError('--backend and --connect exclude each other: a shared daemon uses its operator\'s backend.');
     if (device !== undefined || dtype !== undefined) throw new UsageError('--device and --dtype apply to the local engine, not to --backend openai.');
+    if (graphTuning !== undefined) throw new UsageError('--no-graph-tuning and --tuning-off apply to the local engine, not to --backend openai.');
     settings.backend = backend;
   }
   if (connect) {
     settings.connect = connect;
     if (settings.model === undefined && (device !== undefined || dtype !== undefined)) {
       throw new UsageError('with --connect, --device and --dtype apply to a model load: add --model <folder on the daemon\'s machine>, or leave them out to use the daemon\'s model.');
+    }
+    if (settings.model === undefined && graphTuning !== undefined) {
+      throw new UsageError('with --connect, --no-graph-tuning and --tuning-off apply to a model load: add --model <folder on the daemon\'s machine>, or leave them out to use the daemon\'s model.');
     }
   }
   return settings;
@@ -139,13 +149,15 @@ export async function runAsk(s: AskSettings): Promise<number> {
     let info: ModelInfo | undefined | null;
     if (model) {
       const progress = new Progress(process.stderr);
-      const loadParams = { path: model.path, ...(s.device ? { device: s.device } : {}), ...(s.dtype !== undefined ? { dtype: s.dtype } : {}) };
+      const loadParams = { path: model.path, ...(s.device ? { device: s.device } : {}), ...(s.dtype !== undefined ? { dtype: s.dtype } : {}), ...(s.graphTuning !== undefined ? { graphTuning: s.graphTuning } : {}) };
       info = await client.loadModel(loadParams, (p) => progress.update(p.percent, p.message), cancel.token).finally(() => progress.done());
     } else {
       info = init.lensCapabilities.modelLoaded; // null while the daemon still loads: the ask waits for it
     }
     if (info) {
       err(`Model: ${describeModel(info)}${link.remote ? ` at ${s.connect!.url}` : s.backend ? ` at ${s.backend.baseUrl}` : ''}`);
+      // Only when it changed what runs (answers may then differ from the files as published) or was asked for.
+      if (tuningApplied(info.tuning) || s.graphTuning !== undefined) err(`Graph tuning: ${describeTuning(info.tuning)}`);
       if (info.isTestModel && !model?.embedded) err('Note: this is a test model with random weights; its answers carry no meaning.');
     }
     const images = await link.images(s.images);

@@ -1,6 +1,7 @@
 /** Usage texts of the CLI commands. */
-import { DEVICES, DTYPES } from '../../../common/protocol';
+import { DEVICES, DTYPES, GRAPH_TUNING_PASSES } from '../../../common/protocol';
 
+import { DAEMON_NODE_FLAGS, NODE_FLAGS_ENV } from '../daemon/nodeFlags';
 import { PRESET_NAMES } from '../testmodel';
 
 export const PRESETS = PRESET_NAMES;
@@ -29,6 +30,10 @@ Options:
   --device D                  ${DEVICES.join(' | ')} (default auto)
   --dtype D                   ${DTYPES.join(' | ')}, or per file:
                               --dtype vision_encoder=fp16,decoder_model_merged=q4
+  --no-graph-tuning           load the model files as they are (no load-time graph tuning)
+  --tuning-off P[,P...]       switch these tuning passes off, keep the others:
+                              ${GRAPH_TUNING_PASSES.join(' | ')}
+                              (int8Activations, int8Vision: faster, not bit-exact; docs/performance.md)
   --max-tokens N              answer length limit in tokens (default 256)
   --temperature T             0 = greedy (default 0)
   --top-k K                   0 = off (default 0)
@@ -48,7 +53,7 @@ Shared daemon over WebSocket ("llava-lens serve --ws <port>" elsewhere):
   --connect URL               ask the daemon at ws://host:port or wss://host:port instead of starting one;
                               the images are sent as bytes; its loaded model answers unless --model names
                               a folder ON THE DAEMON'S MACHINE to load (that replaces the model for every
-                              client); --device and --dtype need --model; LLAVA_LENS_MODEL is not used
+                              client); --device, --dtype and the tuning flags need --model; LLAVA_LENS_MODEL is not used
   --token-file F              file whose first line is the daemon's token
   --token T                   the token itself (visible to other local users in the process list; prefer
                               --token-file or LLAVA_LENS_TOKEN)
@@ -79,6 +84,8 @@ Options:
   --model DIR     model folder
   --device D      ${DEVICES.join(' | ')}
   --dtype D       precision (see "llava-lens ask --help")
+  --no-graph-tuning, --tuning-off P[,P...]
+                  load-time graph tuning (see "llava-lens ask --help")
   --out FILE      where to write the sample image (default: a temporary file)
   -h, --help      this help
 `;
@@ -145,6 +152,10 @@ Every mode:
   --api-key-env VAR        ... the environment variable holding its API key
   --backend-tools api|prompt  tool loop: OpenAI tools (default), or a system prompt for
                            servers or models without tool calling
+  --no-graph-tuning        local engine: load models without load-time graph tuning
+  --tuning-off P[,P...]    ... or with these passes off: ${GRAPH_TUNING_PASSES.join(', ')}
+                           (the default for --model and for loads whose client names none;
+                           a client's graphTuning wins; the applied tuning is logged)
   --state-dir D            state folder (default $LLAVA_LENS_STATE_DIR, else ~/.local/state/llava-lens)
   --no-persist             keep conversations in memory only (default: one file per
                            conversation in the state folder, so a restart continues them;
@@ -157,6 +168,10 @@ Every mode:
   --max-conversations N    conversations one client keeps in memory (default 64); older
                            ones leave memory and come back from disk when used
   --requests-per-minute N  per client; 0 = unlimited (default 600 with --ws, else 0)
+
+Node flags: the daemon runs under "node ${DAEMON_NODE_FLAGS.join(' ')}" (docs/performance.md, "Node flags").
+Started without them, serve runs the daemon in a child process started with them (stdio, signals
+and exit code passed through). ${NODE_FLAGS_ENV}=none: no flags, no child process.
 `;
 
 export const PULL_USAGE = `Usage: llava-lens pull <owner/name> [--revision R] [--dtype P] [--models-dir D]

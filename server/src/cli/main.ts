@@ -3,6 +3,7 @@
  * 0 ok, 1 error (message on stderr), 2 usage error (message and usage on stderr).
  */
 import { ResponseError } from 'vscode-jsonrpc';
+import { relaunchServe } from '../daemon/nodeFlags';
 import { productVersion } from '../daemon/version';
 import { UsageError } from './args';
 import { parseAskArgs, runAsk } from './ask';
@@ -58,9 +59,14 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return await runPull(parsePullArgs(args));
       case 'make-test-model':
         return await runMakeTestModel(await parseMakeTestModelArgs(args));
-      case 'serve':
+      case 'serve': {
+        // Without the daemon's node flags (started by hand: `node bin/llava-lens.js serve …`) the
+        // daemon runs in a child started with them; this process waits for it (nodeFlags.ts).
+        const relaunched = relaunchServe(args, argv);
+        if (relaunched) return await relaunched;
         // required here only: the daemon's modules are not needed by the other commands
         return await (require('../daemon/main') as typeof import('../daemon/main')).runServe(args);
+      }
     }
     return 2;
   } catch (e) {

@@ -11,7 +11,7 @@
  * continues them by id — then forgotten.
  */
 import { LensError, LensErrorCode } from '../../../common/errors';
-import type { LensInitializationOptions, LensStatus, ModelInfo } from '../../../common/protocol';
+import type { GraphTuningPasses, LensInitializationOptions, LensStatus, ModelInfo } from '../../../common/protocol';
 import type { AskStage, Engine, LoadOptions, LoadProgress } from '../runtime/types';
 import { DEFAULT_LIMITS, type DaemonLimits } from './access';
 import { RequestQueue, type CancelSource } from './queue';
@@ -26,6 +26,8 @@ export interface CoreOptions {
   limits?: Partial<DaemonLimits>;
   /** The operator's model roots (shared daemon: the only folders models load from). */
   modelRoots?: string[];
+  /** The operator's load-time graph tuning (`serve --no-graph-tuning` / `--tuning-off`), for loads whose options name none. */
+  graphTuning?: GraphTuningPasses | false;
   log?: (level: 'error' | 'warn' | 'info', line: string) => void;
 }
 
@@ -40,6 +42,7 @@ export class DaemonCore {
   readonly shared: boolean;
   readonly limits: DaemonLimits;
   readonly modelRoots: string[];
+  readonly graphTuning: GraphTuningPasses | false | undefined;
   readonly queue: RequestQueue;
   private engineInstance: Engine | undefined;
   private engineInit: LensInitializationOptions = {};
@@ -57,6 +60,7 @@ export class DaemonCore {
     this.shared = o.shared ?? false;
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.modelRoots = o.modelRoots ?? [];
+    this.graphTuning = o.graphTuning;
     this.log = o.log ?? (() => undefined);
     this.queue = new RequestQueue(this.limits.queueLimit, () => this.changed());
   }
@@ -105,8 +109,12 @@ export class DaemonCore {
     );
   }
 
-  /** Loads a model through the queue; `client` is who asked (fair share, cancel on disconnect). */
+  /**
+   * Loads a model through the queue; `client` is who asked (fair share, cancel on disconnect).
+   * Options without `graphTuning` get the operator's (`CoreOptions.graphTuning`), if any.
+   */
   loadModel(path: string, options: LoadOptions, client: string, progress: (p: LoadProgress | { done: string }) => void, token?: CancelSource): Promise<ModelInfo> {
+    if (options.graphTuning === undefined && this.graphTuning !== undefined) options = { ...options, graphTuning: this.graphTuning };
     return this.queue.enqueue(
       {
         label: 'lens/loadModel',

@@ -7,6 +7,9 @@
  * Test hook: `LLAVA_LENS_ENGINE=/abs/module.js` makes the daemon use that module's
  * `createEngine(init, {log})` instead of the ONNX engine (the CLI e2e tests use a fake engine).
  *
+ * Started without `DAEMON_NODE_FLAGS` (nodeFlags.ts), the entry re-runs itself with them and relays
+ * to that child; the daemon logs the node flags it runs with at start.
+ *
  * `--backend openai` replaces the ONNX engine by an OpenAI-compatible server (openai/backend.ts)
  * wrapped in the tool loop; `serve --ws` also answers OpenAI clients on its port (openai/endpoint.ts).
  */
@@ -26,11 +29,13 @@ import type { Engine } from '../runtime/types';
 import { WorkerEngine } from '../runtime/workerEngine';
 import { createDaemonConnection } from './connection';
 import { DaemonCore } from './core';
+import { describeNodeFlags, relaunchServe } from './nodeFlags';
 import { parseServeFlags, type BackendFlags, type ServeFlags } from './serveFlags';
 import { startDaemon, type EngineFactory } from './server';
 import { defaultStateDir, ensureStateDir, loadOrCreateToken, type TokenSource } from './stateDir';
 import { isLoopback, serveWebSocket, type WsServer } from './wsServer';
 import { SERVE_USAGE } from '../cli/help';
+import { describeTuning } from '../../../common/tuning';
 
 function logLine(line: string): void {
   process.stderr.write(line.endsWith('\n') ? line : line + '\n');
@@ -123,6 +128,7 @@ export function runServe(argv: string[]): number | undefined | Promise<number | 
   if (flags.mode === 'ws') return runShared(flags);
   const stdio = flags.mode === 'stdio';
   logToStderr();
+  logLine(`[info] ${describeNodeFlags()}`);
 
   let reader: MessageReader;
   let writer: MessageWriter;
@@ -160,7 +166,7 @@ export function runServe(argv: string[]): number | undefined | Promise<number | 
   startDaemon(connection, defaultEngineFactory(engineLog, stateDir ? { stateDir } : {}, {}, flags.backend), {
     executionProviders: availableProviders,
     ...(stdio ? { log: logLine } : {}),
-    core: { limits: flags.limits },
+    core: { limits: flags.limits, ...(flags.graphTuning !== undefined ? { graphTuning: flags.graphTuning } : {}) },
   });
   return undefined;
 }
@@ -168,6 +174,7 @@ export function runServe(argv: string[]): number | undefined | Promise<number | 
 /** `serve --ws`: one engine, many clients, until SIGINT/SIGTERM. */
 async function runShared(flags: ServeFlags): Promise<number | undefined> {
   logToStderr();
+  logLine(`[info] ${describeNodeFlags()}`);
   let token: TokenSource;
   const stateDir = ensureStateDir(flags.stateDir ?? defaultStateDir());
   try {
@@ -192,7 +199,7 @@ async function runShared(flags: ServeFlags): Promise<number | undefined> {
     ...(flags.maxKvMb !== undefined ? { maxKvBytes: flags.maxKvMb * 1024 * 1024 } : {}),
     ...(flags.maxKvMbPerClient !== undefined ? { maxKvBytesPerOwner: flags.maxKvMbPerClient * 1024 * 1024 } : {}),
   }, flags.backend);
-  const core = new DaemonCore(() => factory(engineInit), { shared: true, limits: flags.limits, modelRoots, log: (level, line) => logLine(`[${level}] ${line}`) });
+  const core = new DaemonCore(() => factory(engineInit), { shared: true, limits: flags.limits, modelRoots, ...(flags.graphTuning !== undefined ? { graphTuning: flags.graphTuning } : {}), log: (level, line) => logLine(`[${level}] ${line}`) });
   const openai = openAiEndpoint(core, { token: token.token, allowedOrigins: flags.allowedOrigins, maxBodyBytes: flags.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, log: logLine });
   let server: WsServer;
   try {
@@ -213,6 +220,14 @@ async function runShared(flags: ServeFlags): Promise<number | undefined> {
     process.stderr.write(`llava-lens serve: ${(e as Error).message}\n`);
     return 2;
   }
+  // Before the "listening" line: whoever waits for it may signal at once.
+  const stop = (signal: string) => {
+    logLine(`[info] ${signal}: stopping`);
+    openai.close();
+    void server.close().finally(() => process.exit(0));
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
   if (!isLoopback(flags.host)) {
     logLine(`[warn] listening on ${flags.host}: reachable from other machines${tls ? '' : ' WITHOUT TLS (the token travels in clear text; use --tls-cert/--tls-key)'}. Remote clients send image bytes, never paths.`);
   }
@@ -228,17 +243,10 @@ async function runShared(flags: ServeFlags): Promise<number | undefined> {
   if (flags.model) {
     const model = path.resolve(flags.model);
     core.loadModel(model, { device: flags.device ?? 'auto', maxImagePixels: core.limits.maxImagePixels, maxImageBytes: core.limits.maxImageBytes, ...(flags.dtype ? { dtype: flags.dtype } : {}) }, 'operator', () => undefined).then(
-      (info) => logLine(`[info] loaded ${info.name} on ${info.device}`),
+      (info) => logLine(`[info] loaded ${info.name} on ${info.device}; graph tuning ${describeTuning(info.tuning)}`),
       (e: unknown) => logLine(`[error] could not load ${model}: ${e instanceof Error ? e.message : String(e)}`),
     );
   }
-  const stop = (signal: string) => {
-    logLine(`[info] ${signal}: stopping`);
-    openai.close();
-    void server.close().finally(() => process.exit(0));
-  };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
   return undefined;
 }
 
@@ -248,7 +256,7 @@ if (require.main === module) {
     process.stderr.write(SERVE_USAGE);
     process.exitCode = 2;
   } else {
-    void Promise.resolve(runServe(rest)).then((code) => {
+    void Promise.resolve(relaunchServe(rest) ?? runServe(rest)).then((code) => {
       if (code !== undefined) process.exitCode = code;
     });
   }

@@ -1,12 +1,14 @@
 /**
- * `llava-lens serve` flags. One of `--stdio`, `--node-ipc`, `--ws <port>`; the limits and the
- * backend (`--backend openai --base-url URL --backend-model NAME [--api-key-env VAR]`) apply to
- * every mode (a private daemon rarely needs the limits); the rest only to `--ws`. Errors are
- * thrown as plain `Error`s whose message names the flag; the caller prints usage and exits 2.
+ * `llava-lens serve` flags. One of `--stdio`, `--node-ipc`, `--ws <port>`; the limits, the
+ * backend (`--backend openai --base-url URL --backend-model NAME [--api-key-env VAR]`) and the
+ * graph tuning switches (`--no-graph-tuning`, `--tuning-off P,…`) apply to every mode (a private
+ * daemon rarely needs the limits); the rest only to `--ws`. Errors are thrown as plain `Error`s
+ * whose message names the flag; the caller prints usage and exits 2.
  */
 import { parseArgs } from 'node:util';
 import { DEVICES, DTYPES } from '../../../common/protocol';
-import type { Device } from '../../../common/protocol';
+import type { Device, GraphTuningPasses } from '../../../common/protocol';
+import { GRAPH_TUNING_OPTIONS, parseGraphTuningFlags } from '../cli/args';
 import type { DaemonLimits } from './access';
 import { isLoopback } from './wsServer';
 
@@ -37,6 +39,8 @@ export interface ServeFlags {
   modelRoots: string[];
   device?: Device;
   dtype?: string;
+  /** `--no-graph-tuning` (false) / `--tuning-off P,…`: the default of every load that names none (all modes). */
+  graphTuning?: GraphTuningPasses | false;
   maxHistoryTurns?: number;
   /** KV cache kept over all conversations, MiB. */
   maxKvMb?: number;
@@ -94,6 +98,7 @@ export function parseServeFlags(argv: string[]): ServeFlags {
         'backend-model': { type: 'string' },
         'api-key-env': { type: 'string' },
         'backend-tools': { type: 'string' },
+        ...GRAPH_TUNING_OPTIONS,
         // accepted for node-ipc spawns (vscode-languageclient appends it)
         clientProcessId: { type: 'string' },
       },
@@ -143,7 +148,7 @@ export function parseServeFlags(argv: string[]): ServeFlags {
   };
   const backend = parseBackend(v);
   if (backend) {
-    const local = (['model', 'model-root', 'device', 'dtype', 'max-kv-mb', 'max-kv-mb-per-client'] as const).filter((k) => v[k] !== undefined);
+    const local = (['model', 'model-root', 'device', 'dtype', 'max-kv-mb', 'max-kv-mb-per-client', 'no-graph-tuning', 'tuning-off'] as const).filter((k) => v[k] !== undefined);
     if (local.length) throw new Error(`${local.map((k) => `--${k}`).join(', ')} ${local.length > 1 ? 'apply' : 'applies'} to the local ONNX engine, not to --backend openai (name the remote model with --backend-model).`);
     flags.backend = backend;
   }
@@ -160,6 +165,8 @@ export function parseServeFlags(argv: string[]): ServeFlags {
   if (v.model !== undefined) flags.model = v.model;
   if (v.device !== undefined) flags.device = v.device as Device;
   if (v.dtype !== undefined) flags.dtype = v.dtype;
+  const graphTuning = parseGraphTuningFlags(v);
+  if (graphTuning !== undefined) flags.graphTuning = graphTuning;
   const mht = int('max-history-turns', v['max-history-turns'], 0);
   if (mht !== undefined) flags.maxHistoryTurns = mht;
   const kvAll = int('max-kv-mb', v['max-kv-mb'], 1);

@@ -60,6 +60,7 @@ import type {
   ModelInfo,
   WorkDoneProgressValue,
 } from '../../../common/protocol';
+import { describeTuning } from '../../../common/tuning';
 import type { AskResult, AskStage, LoadOptions } from '../runtime/types';
 import { RateLimiter, resolveClientPath, resolveImageParam, type AccessContext, type ClientKind } from './access';
 import { checkAgainstModel, toAskRequest, ZERO_TIMINGS } from './askInputs';
@@ -257,6 +258,9 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
     const options: LoadOptions = { device: params.device ?? init.device ?? 'auto' };
     const dtype = params.dtype ?? init.dtype;
     if (dtype !== undefined) options.dtype = dtype;
+    // lens/loadModel's own value, else this client's initialize option, else the operator's (core).
+    const graphTuning = params.graphTuning ?? init.graphTuning;
+    if (graphTuning !== undefined) options.graphTuning = graphTuning;
     options.maxImagePixels = core.shared ? core.limits.maxImagePixels : access.limits.maxImagePixels;
     options.maxImageBytes = core.limits.maxImageBytes;
     const progressToken = params.workDoneToken;
@@ -273,10 +277,16 @@ export function attachSession(core: DaemonCore, connection: Connection, opts: Se
         else progress({ kind: 'report', message: p.message, percentage: Math.round(p.percent) });
       },
       token,
-    ).catch((e: unknown) => {
-      if (e instanceof LensError && e.code === LensErrorCode.Cancelled) progress({ kind: 'end', message: 'Cancelled' });
-      throw e;
-    });
+    ).then(
+      (info) => {
+        if (info.tuning || (options.graphTuning ?? core.graphTuning) === false) log('info', `${info.name}: graph tuning ${describeTuning(info.tuning)}`);
+        return info;
+      },
+      (e: unknown) => {
+        if (e instanceof LensError && e.code === LensErrorCode.Cancelled) progress({ kind: 'end', message: 'Cancelled' });
+        throw e;
+      },
+    );
   }
 
   handle<LoadModelParams, ModelInfo>(LoadModelRequest, checkLoadModelParams, (params, token) => loadModel(params, token));
