@@ -151,7 +151,9 @@ export class OnnxEngine implements Engine {
       sessions.push(v.session);
       cancelled();
       onProgress({ percent: 45, message: `loading token embeddings (${spec.files.embed_tokens.dtype}) on ${v.provider}` });
-      const e = await createSession(spec.files.embed_tokens.path, v.provider, sessionOpts);
+      // One thread: the embedding is a Gather of a few rows, and an idle pool of its own would
+      // spin on the cores the decoder computes on right after each token's lookup.
+      const e = await createSession(spec.files.embed_tokens.path, v.provider, { ...sessionOpts, intraOpNumThreads: 1 });
       sessions.push(e.session);
       cancelled();
       onProgress({ percent: 55, message: `loading decoder (${spec.files.decoder_model_merged.dtype}) on ${v.provider}` });
