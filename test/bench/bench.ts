@@ -89,9 +89,12 @@ async function run(args: BenchArgs): Promise<BenchResult> {
     if (theirs) push(Th, 'loadMs', (await theirs.call('load', { dir: twin, banIds: ban, threads })).loadMs);
 
     log('preprocessing');
-    const pre = args.quick ? 3 : 7;
-    for (let i = 0; i <= pre; i++) {
-      const keep = i > 0; // first pass warms up
+    // Preprocessing runs take milliseconds and this VM's speed drifts between phases ~2.5× apart
+    // (every operation at once): many samples, after warm-up passes (sharp, JIT), keep the median honest.
+    const pre = args.quick ? 3 : 15;
+    const warm = 2;
+    for (let i = 0; i < pre + warm; i++) {
+      const keep = i >= warm;
       const a = await ours.call('preprocess', imgs.jpeg, false);
       const b = await ours.call('preprocess', imgs.png, false);
       const c = await ours.call('preprocess', imgs.jpeg, true);
@@ -102,7 +105,7 @@ async function run(args: BenchArgs): Promise<BenchResult> {
         push(O, 'preprocessJpegAnyresMs', c.totalMs);
         push(O, 'preprocessPngAnyresMs', d.totalMs);
       }
-      if (i === 1) notes.push(`anyres views: JPEG ${c.views}, PNG ${d.views} (one view each without tiling); ours' JPEG: decode ${a.decodeMs.toFixed(1)} ms + preprocess ${a.preprocessMs.toFixed(1)} ms`);
+      if (i === warm) notes.push(`anyres views: JPEG ${c.views}, PNG ${d.views} (one view each without tiling); ours' JPEG: decode ${a.decodeMs.toFixed(1)} ms + preprocess ${a.preprocessMs.toFixed(1)} ms`);
       if (theirs) {
         const e = await theirs.call('preprocess', imgs.jpeg, false);
         const f = await theirs.call('preprocess', imgs.png, false);

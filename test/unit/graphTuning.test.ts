@@ -155,6 +155,28 @@ describe('tuned-graph cache', () => {
     assert.deepEqual((await tuneGraph(file, off, noLog)).skipped, ['graph tuning is off']);
   });
 
+  test('a folder keeps the two most recently used tuned copies per source and drops older tuning versions', async () => {
+    const dir = await model('tiny-onevision-prune', { preset: 'tiny-onevision', seed: 11, variants: ['q4'] });
+    const file = path.join(dir, 'onnx', 'decoder_model_merged_q4.onnx');
+    const cache = path.join(root, 'cache', 'prune');
+    fs.mkdirSync(cache, { recursive: true });
+    const stale = path.join(cache, 'decoder_model_merged_q4-000000000000000000000000');
+    fs.writeFileSync(`${stale}.onnx`, 'old');
+    fs.writeFileSync(`${stale}.json`, JSON.stringify({ version: 1, source: file, tuned: true, applied: ['x'], skipped: [], external: false }));
+    fs.writeFileSync(path.join(cache, 'unrelated.json'), '{"hello": 1}');
+    const copies = () => fs.readdirSync(cache).filter((n) => n.endsWith('.onnx')).sort();
+    const all = await tuneGraph(file, { cacheDirs: [cache] }, noLog);
+    assert.ok(!fs.existsSync(`${stale}.onnx`), 'an older tuning version is removed');
+    assert.ok(fs.existsSync(path.join(cache, 'unrelated.json')), 'files that are not ours stay');
+    const noGqa = await tuneGraph(file, { groupedAttention: false, cacheDirs: [cache] }, noLog);
+    assert.deepEqual(copies(), [all.path, noGqa.path].map((p) => path.basename(p)).sort());
+    const past = new Date(Date.now() - 60_000);
+    fs.utimesSync(noGqa.path.replace(/\.onnx$/, '.json'), past, past);
+    assert.equal((await tuneGraph(file, { cacheDirs: [cache] }, noLog)).cacheHit, true, 'a hit marks the copy as used');
+    const noInt8 = await tuneGraph(file, { int8Activations: false, cacheDirs: [cache] }, noLog);
+    assert.deepEqual(copies(), [all.path, noInt8.path].map((p) => path.basename(p)).sort(), 'the least recently used third copy is gone');
+  });
+
   test('external data stays where it is and loads through the source folder', async () => {
     const dir = await model('tiny-llava-ext', { preset: 'tiny-llava', seed: 8, externalData: true });
     const file = path.join(dir, 'onnx', 'decoder_model_merged.onnx');

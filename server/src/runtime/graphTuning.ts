@@ -30,7 +30,9 @@
  * again. `<key>` is a sha256 over the tuning version and options and a cheap fingerprint of the
  * source: its size, mtime, first and last MiB (and the size and mtime of every external data file
  * it names). A file replaced by a different one of the same size and mtime and the same first and
- * last MiB would not be noticed; downloads never produce that.
+ * last MiB would not be noticed; downloads never produce that. Each tuned copy is as large as the
+ * weights it rewrote, so a folder keeps the `KEEP_PER_SOURCE` most recently used copies per source
+ * (a hit touches the sidecar) and drops copies made by an older `TUNING_VERSION` (`pruneCache`).
  *
  * External data: initializers stored outside the .onnx keep their `location`, which stays relative
  * to the source folder. onnxruntime refuses locations that leave the loaded file's folder, so such a
@@ -181,6 +183,7 @@ export async function tuneGraph(source: string, opts: GraphTuningOptions = {}, l
   for (const dir of dirs) {
     const note = readSidecar(path.join(dir, `${stem}.json`));
     if (!note) continue;
+    touch(path.join(dir, `${stem}.json`));
     if (!note.tuned) return done({ path: source, applied: [], skipped: note.skipped, cacheHit: true });
     const file = path.join(dir, `${stem}.onnx`);
     if (fs.existsSync(file)) {
@@ -207,6 +210,7 @@ export async function tuneGraph(source: string, opts: GraphTuningOptions = {}, l
       fs.mkdirSync(dir, { recursive: true });
       if (bytes) writeAtomic(path.join(dir, `${stem}.onnx`), bytes);
       writeAtomic(path.join(dir, `${stem}.json`), Buffer.from(JSON.stringify(note, null, 1) + '\n'));
+      pruneCache(dir, abs, log);
       if (!bytes) return done({ path: source, applied: [], skipped: report.skipped, cacheHit: false });
       log(`graph tuning: ${report.applied.join('; ')} -> ${path.join(dir, `${stem}.onnx`)}`);
       return done({ path: path.join(dir, `${stem}.onnx`), externalDataDir: external ? path.dirname(abs) : undefined, applied: report.applied, skipped: report.skipped, cacheHit: false });
@@ -217,6 +221,62 @@ export async function tuneGraph(source: string, opts: GraphTuningOptions = {}, l
   const why = `no writable cache folder for the tuned graph (${errors.join('; ')})`;
   log(`graph tuning: ${why}; loading ${source} untuned`);
   return done({ path: source, applied: [], skipped: [...report.skipped, why], cacheHit: false });
+}
+
+/** Tuned copies kept per source file and folder (the most recently used; each is as large as the weights it rewrote). */
+export const KEEP_PER_SOURCE = 2;
+
+function touch(file: string): void {
+  try {
+    const now = new Date();
+    fs.utimesSync(file, now, now);
+  } catch {
+    // read-only cache folder: the entry still works, it just ages
+  }
+}
+
+/**
+ * Deletes what no load will use again from `dir`: entries of an older tuning version (any source)
+ * and, for `source`, all but the `KEEP_PER_SOURCE` most recently used (sidecar mtime, touched on
+ * every hit). Entries of other sources are left alone. Never throws.
+ */
+export function pruneCache(dir: string, source: string, log: (msg: string) => void = () => undefined): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((n) => n.endsWith('.json'));
+  } catch {
+    return;
+  }
+  const mine: { stem: string; used: number }[] = [];
+  const remove = (stem: string, why: string) => {
+    for (const ext of ['.onnx', '.json']) fs.rmSync(path.join(dir, stem + ext), { force: true });
+    log(`graph tuning: removed ${path.join(dir, stem)}.onnx (${why})`);
+  };
+  for (const n of names) {
+    const file = path.join(dir, n);
+    let note: Partial<Sidecar>;
+    try {
+      note = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<Sidecar>;
+    } catch {
+      continue;
+    }
+    if (typeof note.source !== 'string' || typeof note.version !== 'number') continue; // not ours
+    const stem = n.slice(0, -'.json'.length);
+    try {
+      if (note.version !== TUNING_VERSION) remove(stem, `tuning version ${note.version}`);
+      else if (note.source === source) mine.push({ stem, used: fs.statSync(file).mtimeMs });
+    } catch {
+      // raced with another process: fine
+    }
+  }
+  mine.sort((a, b) => b.used - a.used);
+  for (const m of mine.slice(KEEP_PER_SOURCE)) {
+    try {
+      remove(m.stem, `more than ${KEEP_PER_SOURCE} tuned copies of ${path.basename(source)}`);
+    } catch {
+      // ignore
+    }
+  }
 }
 
 function readSidecar(file: string): Sidecar | undefined {
