@@ -32,7 +32,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as ort from 'onnxruntime-node';
 import { LensError, LensErrorCode } from '../../../common/errors';
-import { createSession } from './backend';
+import { autoProviderOrder, availableProviders, createSession } from './backend';
 import { ConversationLog, idsDelta, type StoredImage } from './conversationLog';
 import { ConversationStore, DEFAULT_LIMITS, type Conversation, type ConversationLimits } from './conversations';
 import { DebugDump } from './debug';
@@ -142,9 +142,16 @@ export class OnnxEngine implements Engine {
       const tuning = options.graphTuning !== undefined ? options.graphTuning : this.opts.graphTuning;
       const visionSrc = spec.files.vision_encoder.path;
       if (tuning !== false && tuning?.int8Vision !== false) {
-        onProgress({ percent: 6, message: 'tuning vision encoder (int8 weights; first load of this file only)' });
-        this.tunedVision = await tuneGraph(visionSrc, visionPasses(tuning), this.log);
-        cancelled();
+        // DynamicQuantizeMatMul is a CPU kernel: on a GPU provider it would pull the encoder's
+        // matrix products back to the CPU. Decided from the provider the load will try first.
+        const first = device === 'auto' ? (autoProviderOrder().find((p) => availableProviders().includes(p)) ?? 'cpu') : device;
+        if (first === 'cpu') {
+          onProgress({ percent: 6, message: 'tuning vision encoder (int8 weights; first load of this file only)' });
+          this.tunedVision = await tuneGraph(visionSrc, visionPasses(tuning), this.log);
+          cancelled();
+        } else {
+          this.tunedVision = { path: visionSrc, applied: [], skipped: [`int8 weights: the vision encoder runs on ${first}, and the int8 kernels are CPU-only`], cacheHit: false, ms: 0 };
+        }
       }
       onProgress({ percent: 10, message: `loading vision encoder (${spec.files.vision_encoder.dtype})` });
       const v = await createSession(this.tunedVision ?? visionSrc, device, sessionOpts);
