@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { CancellationToken, Emitter, type Disposable, type Event, type MessageConnection } from 'vscode-jsonrpc';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import type WebSocket from 'ws';
-import { daemonNodeFlags } from '../../server/src/daemon/nodeFlags';
+import { daemonNodeFlags, withDaemonEnv } from '../../server/src/daemon/nodeFlags';
 import { CloseCode, connectWebSocket, WebSocketMessageReader, WebSocketMessageWriter, type ConnectOptions } from '../../common/wsTransport';
 import {
   AgentStepNotification,
@@ -179,13 +179,14 @@ export class LensClient implements Disposable {
 
   /**
    * Starts `node <DAEMON_NODE_FLAGS> <daemonPath> serve --stdio` as a child process and connects to
-   * it. The flags (server/src/daemon/nodeFlags.ts) are on its command line, so the daemon runs them
-   * in that one process; `LLAVA_LENS_NODE_FLAGS=none` in `env` leaves them out.
+   * it. The flags (server/src/daemon/nodeFlags.ts) are on its command line and `DAEMON_ENV` (glibc's
+   * malloc tunables, Linux) is in its environment, so the daemon runs with them in that one process;
+   * `LLAVA_LENS_NODE_FLAGS=none` in `env` leaves both out.
    */
   static spawnStdio(opts: SpawnOptions): LensClient {
     const env = opts.env ?? process.env;
     const child = spawn(opts.nodePath ?? process.execPath, [...daemonNodeFlags(env), opts.daemonPath, ...(opts.args ?? ['serve', '--stdio'])], {
-      env,
+      env: withDaemonEnv(env),
       cwd: opts.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
       // Own process group on POSIX: a terminal's Ctrl-C reaches only the client, which decides

@@ -5,7 +5,7 @@
  * ignored).
  */
 import { DEVICES, DTYPES, GRAPH_TUNING_PASSES, MODEL_FILE_ROLES } from '../../common/protocol';
-import { daemonNodeFlags } from '../../server/src/daemon/nodeFlags';
+import { daemonEnv, daemonNodeFlags } from '../../server/src/daemon/nodeFlags';
 import type { AskParams, Device, DtypeSpec, GraphTuningPasses, LensInitializationOptions, LoadModelParams, ModelFileRole } from '../../common/protocol';
 
 export const SECTION = 'llavaLens';
@@ -83,6 +83,13 @@ export const DEFAULT_SETTINGS: LensSettings = {
  * (server/src/daemon/nodeFlags.ts, measured in docs/performance.md), none with `LLAVA_LENS_NODE_FLAGS=none`.
  */
 export const DAEMON_NODE_ARGS: readonly string[] = daemonNodeFlags(process.env);
+
+/**
+ * Variables added to the daemon process's environment: `daemonEnv` (server/src/daemon/nodeFlags.ts:
+ * glibc's malloc tunables on Linux, merged with the user's own `GLIBC_TUNABLES`), none with
+ * `LLAVA_LENS_NODE_FLAGS=none` or off Linux.
+ */
+export const DAEMON_NODE_ENV: Readonly<Record<string, string>> = Object.freeze(daemonEnv(process.env));
 
 export interface SettingsRead {
   settings: LensSettings;

@@ -13,7 +13,7 @@ import { parseArgs, USAGE, type BenchArgs } from './args';
 import { defaultIntraOpThreads } from '../../server/src/runtime/backend';
 import { measureBandwidth } from './bandwidth';
 import { measureDaemonOverhead } from './daemonOverhead';
-import { FLAG_CANDIDATES, OURS_NODE_FLAGS } from './flags';
+import { NODE_CANDIDATES, OURS_NODE_ENV, OURS_NODE_FLAGS, candidateLabel, type NodeCandidate } from './flags';
 import { makeImages } from './images';
 import * as ort from 'onnxruntime-node';
 import { decoderPasses, tuneGraph, visionPasses } from '../../server/src/runtime/graphTuning';
@@ -78,8 +78,8 @@ async function run(args: BenchArgs): Promise<BenchResult> {
   const wBytes = decoderBytes(dir);
   const ceilingTps = (bw.bestGBs * 1e9) / wBytes;
 
-  log(`starting ours (node ${OURS_NODE_FLAGS.join(' ')}) and transformers.js (default flags)`);
-  const ours = await ChildSide.start('ours', 'ours', [...OURS_NODE_FLAGS]);
+  log(`starting ours (${candidateLabel({ flags: OURS_NODE_FLAGS, env: OURS_NODE_ENV })}) and transformers.js (default flags and environment)`);
+  const ours = await ChildSide.start('ours', 'ours', [...OURS_NODE_FLAGS], OURS_NODE_ENV);
   const theirs = args.oursOnly ? undefined : await ChildSide.start('transformers.js', 'transformers', []);
   const O: Series = {}, Th: Series = {}, K: Series = {};
   try {
@@ -164,7 +164,7 @@ async function run(args: BenchArgs): Promise<BenchResult> {
     let anyres: BenchResult['anyres'];
     if (args.anyres) {
       log('ours with anyres tiling (one run)');
-      const a = await ChildSide.start('ours-anyres', 'ours', [...OURS_NODE_FLAGS]);
+      const a = await ChildSide.start('ours-anyres', 'ours', [...OURS_NODE_FLAGS], OURS_NODE_ENV);
       try {
         await a.call('load', { dir, banIds: ban });
         const r = await a.call('newImage', imgs.conv[0], Q1, 1);
@@ -192,7 +192,7 @@ async function run(args: BenchArgs): Promise<BenchResult> {
         transformersjs: version('@huggingface/transformers'),
         loadavg: [load0, os.loadavg()[0]],
       },
-      settings: { reps: args.reps, tokens: args.tokens, model: dir, promptTokens, imageTokens, oursNodeFlags: [...OURS_NODE_FLAGS], theirsNodeFlags: [], wallSeconds: (performance.now() - t0) / 1000 },
+      settings: { reps: args.reps, tokens: args.tokens, model: dir, promptTokens, imageTokens, oursNodeFlags: [...OURS_NODE_FLAGS], oursNodeEnv: { ...OURS_NODE_ENV }, theirsNodeFlags: [], wallSeconds: (performance.now() - t0) / 1000 },
       bandwidth: { memchrGBs: bw.memchrGBs, sumGBs: bw.sumGBs, bestGBs: bw.bestGBs, decoderBytes: wBytes, ceilingTps },
       ...partial,
       daemon,
@@ -220,15 +220,15 @@ async function flagStudy(args: BenchArgs): Promise<string> {
   const rounds = Math.max(args.reps, 2);
   const imgs = await makeImages(path.join(os.tmpdir(), 'llava-lens-bench'), rounds + 1);
   const ban = banIds(dir);
-  const lines = ['| side | node flags | decode tokens/s | time to first token, new image (ms) | peak RSS (MB) |', '|---|---|---|---|---|'];
+  const lines = ['| side | node flags; environment | decode tokens/s | time to first token, new image (ms) | peak RSS (MB) |', '|---|---|---|---|---|'];
   for (const kind of ['ours', 'transformers'] as const) {
     if (kind === 'transformers' && args.oursOnly) continue;
-    const kids: Array<{ flags: readonly string[]; c: ChildSide; tps: number[]; ttft: number[] }> = [];
+    const kids: Array<{ cand: NodeCandidate; c: ChildSide; tps: number[]; ttft: number[] }> = [];
     try {
-      for (const flags of FLAG_CANDIDATES) {
-        log(`flags: loading ${kind} ${flags.join(' ') || '(none)'}`);
-        const c = await ChildSide.start(kind, kind, [...flags]);
-        kids.push({ flags, c, tps: [], ttft: [] });
+      for (const cand of NODE_CANDIDATES) {
+        log(`flags: loading ${kind} ${candidateLabel(cand)}`);
+        const c = await ChildSide.start(kind, kind, [...cand.flags], cand.env);
+        kids.push({ cand, c, tps: [], ttft: [] });
         await c.call('load', { dir, banIds: ban, threads: defaultIntraOpThreads() });
       }
       for (let r = 0; r <= rounds; r++) {
@@ -241,7 +241,7 @@ async function flagStudy(args: BenchArgs): Promise<string> {
       for (const k of kids) {
         const st = await k.c.call('stats');
         const a = summarize(k.tps), b = summarize(k.ttft);
-        lines.push(`| ${kind} | ${k.flags.join(' ') || '(none)'} | ${a.median.toFixed(1)} (${a.min.toFixed(1)}–${a.max.toFixed(1)}) | ${b.median.toFixed(0)} (${b.min.toFixed(0)}–${b.max.toFixed(0)}) | ${st.peakRssMB.toFixed(0)} |`);
+        lines.push(`| ${kind} | ${candidateLabel(k.cand)} | ${a.median.toFixed(1)} (${a.min.toFixed(1)}–${a.max.toFixed(1)}) | ${b.median.toFixed(0)} (${b.min.toFixed(0)}–${b.max.toFixed(0)}) | ${st.peakRssMB.toFixed(0)} |`);
       }
     } finally {
       for (const k of kids) await k.c.stop();
@@ -274,7 +274,7 @@ async function divergence(args: BenchArgs): Promise<string> {
   const runs: Record<string, number[][]> = {};
   for (const [label, tuning] of variants) {
     log(`divergence: ours, ${label}`);
-    const c = await ChildSide.start(label, 'ours', [...OURS_NODE_FLAGS]);
+    const c = await ChildSide.start(label, 'ours', [...OURS_NODE_FLAGS], OURS_NODE_ENV);
     try {
       await c.call('load', { dir, banIds: ban, tuning });
       runs[label] = [];

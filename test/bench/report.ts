@@ -15,7 +15,7 @@ export interface Machine {
 
 export interface BenchResult {
   machine: Machine;
-  settings: { reps: number; tokens: number; model: string; promptTokens: number; imageTokens: number; oursNodeFlags: string[]; theirsNodeFlags: string[]; wallSeconds: number };
+  settings: { reps: number; tokens: number; model: string; promptTokens: number; imageTokens: number; oursNodeFlags: string[]; theirsNodeFlags: string[]; /** Variables added to ours' environment (`OURS_NODE_ENV`); absent in results from before it existed. */ oursNodeEnv?: Record<string, string>; wallSeconds: number };
   bandwidth: { memchrGBs: number; sumGBs: number; bestGBs: number; decoderBytes: number; ceilingTps: number };
   ours: Record<string, Summary>;
   theirs: Record<string, Summary>;
@@ -66,7 +66,7 @@ export function markdown(r: BenchResult): string {
   const lines: string[] = [];
   lines.push(`### LLaVA Lens vs transformers.js ${m.transformersjs} — ${m.cpu}, ${m.cores} cores, ${m.memGB.toFixed(0)} GB, ${m.os}, Node ${m.node}, onnxruntime-node ${m.onnxruntime}`);
   lines.push('');
-  lines.push(`Bench model (generated \`bench\` preset, llava-onevision-qwen2-0.5b dimensions, 4-bit decoder), one 384×384 view, ${r.settings.promptTokens}-token prompt (${r.settings.imageTokens} image tokens), ${r.settings.tokens} forced tokens; median (min–max) of ${r.settings.reps} runs after a warm-up, sides alternating. Ours with \`node ${r.settings.oursNodeFlags.join(' ') || '(no flags)'}\`, transformers.js with default Node flags. Load average ${m.loadavg[0].toFixed(2)} → ${m.loadavg[1].toFixed(2)}.`);
+  lines.push(`Bench model (generated \`bench\` preset, llava-onevision-qwen2-0.5b dimensions, 4-bit decoder), one 384×384 view, ${r.settings.promptTokens}-token prompt (${r.settings.imageTokens} image tokens), ${r.settings.tokens} forced tokens; median (min–max) of ${r.settings.reps} runs after a warm-up, sides alternating. Ours with \`${Object.entries(r.settings.oursNodeEnv ?? {}).map(([k, v]) => `${k}=${v} `).join('')}node ${r.settings.oursNodeFlags.join(' ') || '(no flags)'}\`, transformers.js with default Node flags${r.settings.oursNodeEnv ? ' and environment' : ''}. Load average ${m.loadavg[0].toFixed(2)} → ${m.loadavg[1].toFixed(2)}.`);
   lines.push('');
   lines.push('| measure | ours | transformers.js | transformers.js, KV by hand | ours / transformers.js |');
   lines.push('|---|---|---|---|---|');

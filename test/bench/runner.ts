@@ -1,6 +1,7 @@
 /** Parent-side handle of a bench child process (child.ts). */
 import { fork, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
+import { mergeEnv } from '../../server/src/daemon/nodeFlags';
 import type { Command, Reply, Side } from './side';
 
 type Args<K extends keyof Side> = Parameters<Exclude<Side[K], undefined>>;
@@ -29,8 +30,14 @@ export class ChildSide {
     });
   }
 
-  /** Starts `node <nodeFlags> child.js <kind>` and waits for it to be ready. */
-  static async start(label: string, kind: 'ours' | 'transformers', nodeFlags: string[], env: NodeJS.ProcessEnv = process.env): Promise<ChildSide> {
+  /**
+   * Starts `node <nodeFlags> child.js <kind>` and waits for it to be ready. `nodeEnv`: variables
+   * added to this process's environment for the child, merged as the daemon merges `DAEMON_ENV`
+   * (`mergeEnv`: GLIBC_TUNABLES key by key, the keys already set here win): `OURS_NODE_ENV`
+   * (flags.ts) for ours as the daemon runs, nothing for transformers.js (as its users run it).
+   */
+  static async start(label: string, kind: 'ours' | 'transformers', nodeFlags: string[], nodeEnv: Readonly<Record<string, string>> = {}): Promise<ChildSide> {
+    const env = { ...process.env, ...mergeEnv(process.env, nodeEnv) };
     const child = fork(path.join(__dirname, 'child.js'), [kind], { execArgv: nodeFlags, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const side = new ChildSide(label, child);
     await new Promise<void>((resolve, reject) => {

@@ -11,7 +11,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LensClient } from '../../client/src/daemonClient';
-import { DAEMON_NODE_FLAGS } from '../../server/src/daemon/nodeFlags';
+import { DAEMON_NODE_FLAGS, withDaemonEnv } from '../../server/src/daemon/nodeFlags';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'llava-lens.js');
@@ -72,10 +72,10 @@ export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
   const loopback = o.host === undefined || o.host === 'localhost' || o.host === '::1' || /^127\./.test(o.host);
   const host = o.host !== undefined ? ['--host', o.host, ...(loopback ? [] : ['--allow-remote'])] : [];
   const args = [BIN, 'serve', '--ws', String(o.port ?? 0), ...host, '--state-dir', stateDir, ...(o.model ? ['--model', o.model] : []), ...(o.args ?? [])];
-  // With the daemon's node flags, as the extension starts it: one process (no relaunch), so
-  // `child` is the daemon itself (its pid, RSS, signals).
+  // With the daemon's node flags and environment, as the extension starts it: one process (no
+  // relaunch), so `child` is the daemon itself (its pid, RSS, signals).
   const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...args], {
-    env: { ...process.env, LLAVA_LENS_TOKEN: WS_TEST_TOKEN, ...o.env },
+    env: withDaemonEnv({ ...process.env, LLAVA_LENS_TOKEN: WS_TEST_TOKEN, ...o.env }),
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

@@ -28,7 +28,7 @@ import { cacheDir, ensureDefaultModel } from '../../../server/src/cli/defaultMod
 import { LensClient } from '../daemonClient';
 import { advice, adviceForDaemonError } from '../errorAdvice';
 import type { Notifier } from '../notify';
-import { BACKEND_API_KEY_SECRET, DAEMON_NODE_ARGS, REMOTE_TOKEN_SECRET, toDaemonSpawn, toInitializationOptions, toLoadModelParams, type LensSettings } from '../settings';
+import { BACKEND_API_KEY_SECRET, DAEMON_NODE_ARGS, DAEMON_NODE_ENV, REMOTE_TOKEN_SECRET, toDaemonSpawn, toInitializationOptions, toLoadModelParams, type LensSettings } from '../settings';
 import type { DaemonView } from '../statusText';
 import { lensConnectionFor } from './languageClientConnection';
 import { closeSocket, openRemoteSocket, RECONNECT_DELAYS_MS, RemoteConnectError, transportsOver } from './remoteTransport';
@@ -246,7 +246,8 @@ export class LensDaemon implements vscode.Disposable {
   /** `spawn`: the backend's flags and environment (toDaemonSpawn; the API key only in `env`). */
   private localServerOptions(s: LensSettings, spawn: { args: string[]; env: Record<string, string> }): ServerOptions {
     const module = daemonModulePath(this.context.extensionPath);
-    const env = { ...process.env, LLAVA_LENS_CACHE: cacheDir(process.env), ...spawn.env };
+    // DAEMON_NODE_ENV: with it (and DAEMON_NODE_ARGS) the daemon has what it needs and does not relaunch.
+    const env = { ...process.env, ...DAEMON_NODE_ENV, LLAVA_LENS_CACHE: cacheDir(process.env), ...spawn.env };
     const run = {
       module,
       transport: TransportKind.ipc,
@@ -254,7 +255,8 @@ export class LensDaemon implements vscode.Disposable {
       options: { env, execArgv: [...DAEMON_NODE_ARGS] },
       ...(s.nodePath ? { runtime: s.nodePath } : {}),
     };
-    this.output.info(`Starting the daemon: ${[s.nodePath || 'node', ...DAEMON_NODE_ARGS, module, 'serve', '--node-ipc', ...spawn.args].join(' ')}`);
+    const vars = Object.entries(DAEMON_NODE_ENV).map(([k, v]) => `${k}=${v}`);
+    this.output.info(`Starting the daemon: ${[...vars, s.nodePath || 'node', ...DAEMON_NODE_ARGS, module, 'serve', '--node-ipc', ...spawn.args].join(' ')}`);
     return { run, debug: run };
   }
 

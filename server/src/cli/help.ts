@@ -1,7 +1,7 @@
 /** Usage texts of the CLI commands. */
 import { DEVICES, DTYPES, GRAPH_TUNING_PASSES } from '../../../common/protocol';
 
-import { DAEMON_NODE_FLAGS, NODE_FLAGS_ENV } from '../daemon/nodeFlags';
+import { DAEMON_ENV, DAEMON_NODE_FLAGS, NODE_FLAGS_ENV } from '../daemon/nodeFlags';
 import { PRESET_NAMES } from '../testmodel';
 
 export const PRESETS = PRESET_NAMES;
@@ -169,9 +169,11 @@ Every mode:
                            ones leave memory and come back from disk when used
   --requests-per-minute N  per client; 0 = unlimited (default 600 with --ws, else 0)
 
-Node flags: the daemon runs under "node ${DAEMON_NODE_FLAGS.join(' ')}" (docs/performance.md, "Node flags").
-Started without them, serve runs the daemon in a child process started with them (stdio, signals
-and exit code passed through). ${NODE_FLAGS_ENV}=none: no flags, no child process.
+Node flags: the daemon runs under "node ${DAEMON_NODE_FLAGS.join(' ')}" (docs/performance.md, "Node flags"),
+on Linux with GLIBC_TUNABLES=${DAEMON_ENV.GLIBC_TUNABLES}
+(glibc malloc; keys you set in GLIBC_TUNABLES win). Started without them, serve runs the daemon in
+a child process started with them (stdio, signals and exit code passed through).
+${NODE_FLAGS_ENV}=none: no flags, no tunables, no child process.
 `;
 
 export const PULL_USAGE = `Usage: llava-lens pull <owner/name> [--revision R] [--dtype P] [--models-dir D]
