@@ -14,7 +14,7 @@ import { OnnxEngine } from '../../server/src/runtime/engine';
 import type { AskStage, GenerationOptions } from '../../server/src/runtime/types';
 import { WorkerEngine } from '../../server/src/runtime/workerEngine';
 import { makeTestModel } from '../../server/src/testmodel';
-import { diagramPng, patternJpeg, pngBomb } from '../fixtures/images';
+import { diagramPng, patternJpeg, pngBomb, quadrantsPng } from '../fixtures/images';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lens-engine-'));
 const llava = path.join(root, 'tiny-llava');
@@ -327,4 +327,23 @@ test('a new conversation about a recent image resumes from its "system + image" 
     await warm.unload();
     await fresh.unload();
   }
+});
+
+test('the vision cache: a known image skips decode, preprocessing and the encoder; least recently used entries go first', async () => {
+  const e = new OnnxEngine({ visionCacheSize: 2 });
+  await e.load(ov, {}, noProgress, never());
+  const [a, b, c] = [await diagramPng(), await patternJpeg(), await quadrantsPng(40, 30)];
+  const ask = async (img: Uint8Array) => (await e.ask({ images: [{ bytes: img }], prompt: 'What is it?', options: opts({ maxTokens: 2 }) }, () => undefined, never())).timings;
+  const cold = await ask(a);
+  assert.ok(cold.decodeImageMs > 0 && cold.preprocessMs > 0 && cold.visionMs > 0);
+  const hit = await ask(a);
+  assert.equal(hit.decodeImageMs, 0, 'no decode for cached features');
+  assert.equal(hit.preprocessMs, 0, 'no preprocessing for cached features');
+  assert.equal(hit.imageTokens, cold.imageTokens);
+  await ask(b); // cache: a, b
+  await ask(a); // a used again: b is now the oldest
+  await ask(c); // evicts b
+  assert.equal((await ask(a)).decodeImageMs, 0, 'a stayed: it was used more recently than b');
+  assert.ok((await ask(b)).decodeImageMs > 0, 'b was evicted');
+  await e.unload();
 });

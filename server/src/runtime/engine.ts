@@ -280,8 +280,7 @@ export class OnnxEngine implements Engine {
     }
 
     // 1-2. decode and preprocess the images
-    const pixels: PixelValues[] = [];
-    const keys: string[] = [];
+    const pixels: PreparedImage[] = [];
     const stored: StoredImage[] = []; // for the conversation log
     const turnKeys: string[] = []; // stateless asks: this turn's image fingerprints
     for (const [index, input] of req.images.entries()) {
@@ -289,10 +288,9 @@ export class OnnxEngine implements Engine {
       const bytes = await readImageBytes(input);
       turnKeys.push(printed ? imageKey(bytes) : '');
       const mimeType = 'mimeType' in input ? input.mimeType : undefined;
-      const { pv, key } = await this.prepareImage(m, bytes, mimeType, timings);
-      debug.tensor('pixel_values', pv.data, pv.dims);
-      pixels.push(pv);
-      keys.push(key);
+      const prepared = await this.prepareImage(m, bytes, mimeType, timings);
+      if (prepared.pv) debug.tensor('pixel_values', prepared.pv.data, prepared.pv.dims);
+      pixels.push(prepared);
       if (conv.persisted) stored.push({ base64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'), ...(mimeType !== undefined ? { mimeType } : {}) });
     }
 
@@ -305,20 +303,21 @@ export class OnnxEngine implements Engine {
         throw new LensError(LensErrorCode.PromptTooLong, `this message needs ${textTokens + imageTokens} tokens (${imageTokens} for images), over the limit of ${maxPrompt} (maxPromptTokens): shorten the question, send fewer or smaller images, or raise the limit.`);
       }
     };
-    checkPromptLimit(pixels.map((p) => m.vision.expectedRows(p)));
+    const rowsOf = (p: PreparedImage) => p.features?.rows ?? m.vision.expectedRows(p.pv!);
+    checkPromptLimit(pixels.map(rowsOf));
     if (req.system !== undefined && conv.messages.length === 0) {
       conv.messages.push({ role: 'system', text: req.system, images: 0 });
       printed?.push({ role: 'system', text: req.system, images: [] });
     }
     const messagesBefore = conv.messages.length;
     this.trimHistory(conv);
-    let plan = this.planPrompt(m, conv, userMsg, pixels.map((p) => m.vision.expectedRows(p)));
+    let plan = this.planPrompt(m, conv, userMsg, pixels.map(rowsOf));
 
     // 4. vision encoder (cached by image bytes + preprocessing)
     const t4 = performance.now();
     const feats: ImageFeatures[] = [];
     for (let i = 0; i < pixels.length; i++) {
-      const f = await this.encodeImage(m, pixels[i], keys[i], signal, (index, total) => onStage({ stage: 'vision', index, total }));
+      const f = await this.encodeImage(m, pixels[i], signal, (index, total) => onStage({ stage: 'vision', index, total }));
       if (!f) return cancelledResult(conv.id);
       debug.tensor('image_features', f.data, [f.rows, f.data.length / f.rows]);
       feats.push(f);
@@ -339,7 +338,7 @@ export class OnnxEngine implements Engine {
     // A context whose images are all this turn's may begin like an earlier one (same system
     // prompt, same images): resume from that prefill's KV after the last image token.
     const imageEnd = contextIds.lastIndexOf(m.spec.imageTokenId) + 1;
-    const prefixKey = start === 0 && feats.length > 0 && images.length === feats.length && imageEnd < contextIds.length ? PrefixCache.key(contextIds.slice(0, imageEnd), keys) : undefined;
+    const prefixKey = start === 0 && feats.length > 0 && images.length === feats.length && imageEnd < contextIds.length ? PrefixCache.key(contextIds.slice(0, imageEnd), pixels.map((p) => p.key)) : undefined;
     const prefixHit = prefixKey !== undefined ? this.prefixes.get(prefixKey) : undefined;
     if (prefixHit) start = prefixHit.length;
     const forwardIds = contextIds.slice(start);
@@ -432,8 +431,7 @@ export class OnnxEngine implements Engine {
     const t = performance.now();
     const images: ImageFeatures[] = [];
     for (const img of bytes) {
-      const { pv, key } = await this.prepareImage(m, img.bytes, img.mimeType, timings);
-      const f = await this.encodeImage(m, pv, key, signal);
+      const f = await this.encodeImage(m, await this.prepareImage(m, img.bytes, img.mimeType, timings), signal);
       if (!f) return 'cancelled';
       images.push(f);
     }
@@ -455,8 +453,7 @@ export class OnnxEngine implements Engine {
     const t = performance.now();
     const images: ImageFeatures[] = [];
     for (const img of saved.images) {
-      const { pv, key } = await this.prepareImage(m, img.bytes, img.mimeType, timings);
-      const f = await this.encodeImage(m, pv, key, signal);
+      const f = await this.encodeImage(m, await this.prepareImage(m, img.bytes, img.mimeType, timings), signal);
       if (!f) return 'cancelled';
       images.push(f);
     }
@@ -496,27 +493,34 @@ export class OnnxEngine implements Engine {
     }
   }
 
-  /** Steps 1-2 for one image: decode and preprocess; `key` names its features in the vision cache. */
-  private async prepareImage(m: Loaded, bytes: Uint8Array, mimeType: string | undefined, timings: Timings): Promise<{ pv: PixelValues; key: string }> {
+  /**
+   * Steps 1-2 for one image: its vision-cache key (bytes + preprocessing), then the cached
+   * features when the cache has them (no decode, no preprocessing: the same bytes decoded before),
+   * else decode and preprocess.
+   */
+  private async prepareImage(m: Loaded, bytes: Uint8Array, mimeType: string | undefined, timings: Timings): Promise<PreparedImage> {
+    const spec = m.vision.wantsTiles ? m.spec.preprocess : { ...m.spec.preprocess, anyres: undefined };
+    const key = createHash('sha256').update(bytes).update(JSON.stringify(spec)).update(m.info.path).update(m.vision.mode).digest('hex');
+    const features = this.visionCache.get(key);
+    if (features) {
+      this.rememberFeatures(key, features); // most recently used
+      return { key, features };
+    }
     let t = performance.now();
     const img = await decodeImage({ bytes, mimeType }, { maxPixels: m.maxImagePixels, ...(m.maxImageBytes !== undefined ? { maxBytes: m.maxImageBytes } : {}) });
     timings.decodeImageMs += performance.now() - t;
     t = performance.now();
-    const spec = m.vision.wantsTiles ? m.spec.preprocess : { ...m.spec.preprocess, anyres: undefined };
     const pv = await preprocess(img, spec);
     timings.preprocessMs += performance.now() - t;
-    const key = createHash('sha256').update(bytes).update(JSON.stringify(spec)).update(m.info.path).update(m.vision.mode).digest('hex');
-    return { pv, key };
+    return { key, pv };
   }
 
-  /** Step 4 for one image: features from the vision cache, else the encoder (then cached); undefined when cancelled. */
-  private async encodeImage(m: Loaded, pv: PixelValues, key: string, signal: AbortSignal, onView?: (index: number, total: number) => void): Promise<ImageFeatures | undefined> {
-    let f = this.visionCache.get(key);
-    if (!f) {
-      f = await m.vision.encode(pv, signal, onView);
-      if (!f) return undefined;
-      this.rememberFeatures(key, f);
-    }
+  /** Step 4 for one image: the features `prepareImage` found cached, else the encoder (then cached); undefined when cancelled. */
+  private async encodeImage(m: Loaded, p: PreparedImage, signal: AbortSignal, onView?: (index: number, total: number) => void): Promise<ImageFeatures | undefined> {
+    if (p.features) return p.features;
+    const f = await m.vision.encode(p.pv!, signal, onView);
+    if (!f) return undefined;
+    this.rememberFeatures(p.key, f);
     return f;
   }
 
@@ -570,11 +574,20 @@ export class OnnxEngine implements Engine {
     conv.lastAnswerIds = [];
   }
 
+  /** Caches `f` as the most recently used entry (a Map keeps insertion order: delete, then set). */
   private rememberFeatures(key: string, f: ImageFeatures): void {
+    this.visionCache.delete(key);
     this.visionCache.set(key, f);
     const max = this.opts.visionCacheSize ?? 16;
     while (this.visionCache.size > max) this.visionCache.delete(this.visionCache.keys().next().value!);
   }
+}
+
+/** One image after steps 1-2: pixel values to encode, or the features the vision cache already had. */
+interface PreparedImage {
+  key: string;
+  pv?: PixelValues;
+  features?: ImageFeatures;
 }
 
 async function readImageBytes(input: ImageInput): Promise<Uint8Array> {
