@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { decodeImage } from '../../server/src/runtime/image';
 import { readModelSpec } from '../../server/src/runtime/modelSpec';
 import { OnnxEngine } from '../../server/src/runtime/engine';
-import { preprocess, type PreprocessSpec } from '../../server/src/runtime/preprocess';
+import { decodeResize, preprocess, type PreprocessSpec } from '../../server/src/runtime/preprocess';
 import type { GenerationOptions } from '../../server/src/runtime/types';
 import { memory, turnFrom, type LoadArgs, type PreprocessResult, type Side, type SideStats, type TurnResult } from './side';
 
@@ -49,9 +49,11 @@ export class OursSide implements Side {
   async preprocess(file: string, anyres: boolean): Promise<PreprocessResult> {
     const t0 = performance.now();
     const bytes = await fs.promises.readFile(file);
-    const img = await decodeImage({ bytes }, { maxPixels: 50e6 });
+    const spec = anyres ? this.anyres() : this.singleSpec;
+    const resize = decodeResize(spec); // as the engine decodes (engine.ts prepareImage)
+    const img = await decodeImage({ bytes }, { maxPixels: 50e6, ...(resize ? { resize } : {}) });
     const t1 = performance.now();
-    const pv = await preprocess(img, anyres ? this.anyres() : this.singleSpec);
+    const pv = await preprocess(img, spec);
     const t2 = performance.now();
     return { decodeMs: t1 - t0, preprocessMs: t2 - t1, totalMs: t2 - t0, views: pv.dims[0] };
   }

@@ -1,10 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LensErrorCode, isLensError } from '../../common/errors';
+import sharp from 'sharp';
+import { decodeImage } from '../../server/src/runtime/image';
 import {
-  meanColour, parsePreprocessSpec, preprocess, PreprocessSpec, resizeAndPadGeometry, selectBestResolution, shortestEdgeSize,
+  decodeResize, meanColour, parsePreprocessSpec, preprocess, PreprocessSpec, resizeAndPadGeometry, selectBestResolution, shortestEdgeSize,
 } from '../../server/src/runtime/preprocess';
-import { quadrants, rawRgb } from '../fixtures/images';
+import { jpegOrientation6, quadrants, rawRgb } from '../fixtures/images';
 
 const CLIP_MEAN: [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 const CLIP_STD: [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
@@ -309,4 +311,36 @@ test('anyres with CLIP sizes (LLaVA-NeXT) and a real OneVision spec', async () =
   assert.equal(at(big, 1, 2, 0, 0), -1); // 36 px of black padding on top
   assert.equal(at(big, 1, 2, 36, 0), 1);
   assert.ok(ms < 3000, `1920×1080 anyres took ${ms.toFixed(0)} ms`);
+});
+
+// --- decode + first resize in one libvips pipeline ---------------------------------------------
+
+test('decodeResize: resizing while decoding gives exactly the pixels of decoding then resizing', async () => {
+  const siglip = parsePreprocessSpec({ ...ovPre, image_grid_pinpoints: undefined, do_pad: undefined }, {});
+  const clip = parsePreprocessSpec({ ...clipConfig, do_pad: undefined }, {});
+  const photo = rawRgb(301, 187, (x, y) => [(x * 7 + y * 3) & 255, (x * y) & 255, Math.round(128 + 100 * Math.sin(x / 9 + y / 5))]);
+  const raw = { raw: { width: photo.width, height: photo.height, channels: 3 as const } };
+  const files: Array<[string, Buffer]> = [
+    ['jpeg', await sharp(photo.data, raw).jpeg({ quality: 85 }).toBuffer()],
+    ['png', await sharp(photo.data, raw).png().toBuffer()],
+    ['webp', await sharp(photo.data, raw).webp({ quality: 80 }).toBuffer()],
+    ['jpeg rotated by EXIF (decoded at full size)', await jpegOrientation6()],
+  ];
+  for (const spec of [siglip, clip]) {
+    const resize = decodeResize(spec);
+    assert.ok(resize, 'a straight first resize');
+    for (const [name, bytes] of files) {
+      const full = await decodeImage({ bytes }, { maxPixels: 50e6 });
+      const direct = await decodeImage({ bytes }, { maxPixels: 50e6, resize });
+      if (name.includes('EXIF')) assert.equal(direct.resizedFrom, undefined, 'a rotated image is not resized in the decoder');
+      else assert.deepEqual(direct.resizedFrom, { width: photo.width, height: photo.height }, name);
+      const a = await preprocess(full, spec);
+      const b = await preprocess(direct, spec);
+      assert.deepEqual(b.dims, a.dims, name);
+      assert.deepEqual(b.originalSize, a.originalSize, name);
+      assert.ok(a.data.every((v, i) => v === b.data[i]), `${name}: same pixel values`);
+    }
+  }
+  assert.equal(decodeResize(parsePreprocessSpec(ovPre, { image_grid_pinpoints: ovPinpoints, vision_aspect_ratio: 'anyres_max_9' })), undefined, 'anyres resizes a canvas');
+  assert.equal(decodeResize(parsePreprocessSpec(clipConfig, { model_type: 'llava' })), undefined, 'pad to square resizes a canvas');
 });

@@ -45,7 +45,7 @@ import { expandImageTokens, mergeImageFeatures, type ImageFeatures } from './mer
 import { readModelSpec, type ModelSpec } from './modelSpec';
 import { fingerprint, imageKey, StatelessIndex, type PrintedMessage } from './statelessConversations';
 import { PrefixCache } from './prefixCache';
-import { preprocess, type PixelValues } from './preprocess';
+import { decodeResize, preprocess, type PixelValues } from './preprocess';
 import { PromptFormat, type ChatMessage } from './prompt';
 import { makeRng, validateSamplerOptions } from './sampler';
 import type { AnswerDelta, AskRequest, AskStage, AskResult, Engine, HistoryMessage, ImageInput, LoadOptions, LoadProgress, ModelInfo, Timings, TuningSummary } from './types';
@@ -507,7 +507,8 @@ export class OnnxEngine implements Engine {
       return { key, features };
     }
     let t = performance.now();
-    const img = await decodeImage({ bytes, mimeType }, { maxPixels: m.maxImagePixels, ...(m.maxImageBytes !== undefined ? { maxBytes: m.maxImageBytes } : {}) });
+    const resize = decodeResize(spec); // one libvips pipeline for decode + first resize where that is exact
+    const img = await decodeImage({ bytes, mimeType }, { maxPixels: m.maxImagePixels, ...(m.maxImageBytes !== undefined ? { maxBytes: m.maxImageBytes } : {}), ...(resize ? { resize } : {}) });
     timings.decodeImageMs += performance.now() - t;
     t = performance.now();
     const pv = await preprocess(img, spec);

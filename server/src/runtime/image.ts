@@ -28,6 +28,22 @@ export interface DecodedImage {
   format: string;
   /** Things worth telling the user that did not stop the decode (e.g. a mimeType that disagrees with the content). */
   notes?: string[];
+  /** Set when `DecodeOptions.resize` was applied while decoding: the image's own size (`width`/`height` are the resized one). */
+  resizedFrom?: { width: number; height: number };
+}
+
+/**
+ * A resize preprocessing would do first, done by libvips in the decoding pipeline instead: no
+ * full-size RGB buffer is made, copied to JS and handed back to libvips (preprocess.ts
+ * `decodeResize` says when a model's preprocessing starts this way). Applied only where the
+ * pipeline's other steps do nothing (3-channel sRGB without alpha, ICC profile, EXIF rotation, or
+ * pages; not SVG), so the pixels are exactly those of decoding and then resizing; otherwise the
+ * image is decoded at full size and `resizedFrom` stays unset.
+ */
+export interface DecodeResize {
+  /** Target size for an image of this (oriented) size. */
+  size: (width: number, height: number) => { width: number; height: number };
+  kernel: 'cubic' | 'linear';
 }
 
 export interface DecodeOptions {
@@ -41,6 +57,8 @@ export interface DecodeOptions {
    * gzip-compressed SVG once inflated. A path's size is checked before the file is read.
    */
   maxBytes?: number;
+  /** Resize while decoding when that gives the same pixels (see `DecodeResize`). */
+  resize?: DecodeResize;
 }
 
 export const DEFAULT_MAX_PIXELS = 50e6;
@@ -120,14 +138,19 @@ export async function decodeImage(input: ImageInput, opts: DecodeOptions = { max
 
   // 3. Pixels: first frame/page, EXIF orientation, alpha onto white, any space/depth -> 8-bit sRGB.
   //    `limitInputPixels` repeats the header check inside libvips, before it allocates anything.
+  //    With `opts.resize` on a plain image (see DecodeResize), the resize joins the pipeline.
+  const plain = format !== 'svg' && meta.channels === 3 && !meta.hasAlpha && !meta.hasProfile && (meta.orientation ?? 1) === 1 && (meta.pages ?? 1) === 1 && meta.space === 'srgb';
+  const target = opts.resize && plain ? opts.resize.size(width, height) : undefined;
   let out: { data: Buffer; info: sharp.OutputInfo };
   try {
-    out = await sharp(buf, { limitInputPixels: Math.floor(maxPixels), failOn: 'error', pages: 1, page: 0 })
+    let pipeline = sharp(buf, { limitInputPixels: Math.floor(maxPixels), failOn: 'error', pages: 1, page: 0 })
       .rotate()
       .flatten({ background: '#ffffff' })
-      .toColourspace('srgb')
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+      .toColourspace('srgb');
+    if (target && (target.width !== width || target.height !== height)) {
+      pipeline = pipeline.resize(target.width, target.height, { fit: 'fill', kernel: opts.resize!.kernel, fastShrinkOnLoad: false });
+    }
+    out = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
     throw new LensError(
       LensErrorCode.ImageDecodeFailed,
@@ -140,7 +163,8 @@ export async function decodeImage(input: ImageInput, opts: DecodeOptions = { max
     notes.push(`${claimed.source} says ${claimed.format} but the content is ${format}; decoded as ${format}`);
   }
   const rgb = toRgb(out.data, out.info.width, out.info.height, out.info.channels);
-  return { data: rgb, width: out.info.width, height: out.info.height, format, ...(notes.length ? { notes } : {}) };
+  const resized = out.info.width !== width || out.info.height !== height ? { resizedFrom: { width, height } } : {};
+  return { data: rgb, width: out.info.width, height: out.info.height, format, ...(notes.length ? { notes } : {}), ...resized };
 }
 
 function tooManyPixels(width: number, height: number, maxPixels: number): LensError {

@@ -23,7 +23,7 @@
  */
 import sharp from 'sharp';
 import { LensError, LensErrorCode } from '../../../common/errors';
-import type { DecodedImage } from './image';
+import type { DecodedImage, DecodeResize } from './image';
 
 export type Resample = 'bicubic' | 'bilinear' | 'nearest';
 
@@ -289,9 +289,27 @@ export function shortestEdgeSize(width: number, height: number, edge: number): {
  * Turns one decoded image into pixel values. Does not modify `img`. May run concurrently.
  * Throws LensError(Internal) only on an inconsistent spec that parsePreprocessSpec would refuse.
  */
+/**
+ * The resize this spec starts with when it is taken straight from the decoded image, for
+ * `decodeImage`'s `resize` option: the view size (SigLIP) or the shortest-edge size (CLIP, whose
+ * centre crop then follows here). Undefined when the first resize works on a derived canvas
+ * (anyres, pad to square) or is done here in JS (nearest). `preprocess` then finds the image at
+ * its target size and does not resize again.
+ */
+export function decodeResize(spec: PreprocessSpec): DecodeResize | undefined {
+  if (spec.anyres || spec.padToSquare || spec.resample === 'nearest') return undefined;
+  const kernel = spec.resample === 'bicubic' ? 'cubic' : 'linear';
+  const edge = spec.shortestEdge;
+  if (edge !== undefined) return { kernel, size: (w, h) => shortestEdgeSize(w, h, edge) };
+  return { kernel, size: () => ({ width: spec.imageSize.width, height: spec.imageSize.height }) };
+}
+
 export async function preprocess(img: DecodedImage, spec: PreprocessSpec): Promise<PixelValues> {
   const original: Rgb = { data: img.data, width: img.width, height: img.height };
-  const originalSize = { width: img.width, height: img.height };
+  const originalSize = img.resizedFrom ?? { width: img.width, height: img.height };
+  if (img.resizedFrom && (spec.anyres || spec.padToSquare)) {
+    throw new LensError(LensErrorCode.Internal, 'an image resized while decoding reached an anyres or pad-to-square preprocessing');
+  }
   const lut = normalisationTable(spec);
 
   if (!spec.anyres) {
