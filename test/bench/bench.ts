@@ -91,14 +91,21 @@ async function run(args: BenchArgs): Promise<BenchResult> {
     log('preprocessing');
     // Preprocessing runs take milliseconds and this VM's speed drifts between phases ~2.5× apart
     // (every operation at once): many samples, after warm-up passes (sharp, JIT), keep the median honest.
+    // Each call starts after a pause: an image arriving at an idle process, not while the other
+    // side's process (or this one) still collects the previous call's garbage on helper threads.
     const pre = args.quick ? 3 : 15;
     const warm = 2;
+    const settle = () => new Promise((r) => setTimeout(r, 150));
+    const idle = async <T>(f: () => Promise<T>): Promise<T> => {
+      await settle();
+      return f();
+    };
     for (let i = 0; i < pre + warm; i++) {
       const keep = i >= warm;
-      const a = await ours.call('preprocess', imgs.jpeg, false);
-      const b = await ours.call('preprocess', imgs.png, false);
-      const c = await ours.call('preprocess', imgs.jpeg, true);
-      const d = await ours.call('preprocess', imgs.png, true);
+      const a = await idle(() => ours.call('preprocess', imgs.jpeg, false));
+      const b = await idle(() => ours.call('preprocess', imgs.png, false));
+      const c = await idle(() => ours.call('preprocess', imgs.jpeg, true));
+      const d = await idle(() => ours.call('preprocess', imgs.png, true));
       if (keep) {
         push(O, 'preprocessJpegMs', a.totalMs);
         push(O, 'preprocessPngMs', b.totalMs);
@@ -107,8 +114,8 @@ async function run(args: BenchArgs): Promise<BenchResult> {
       }
       if (i === warm) notes.push(`anyres views: JPEG ${c.views}, PNG ${d.views} (one view each without tiling); ours' JPEG: decode ${a.decodeMs.toFixed(1)} ms + preprocess ${a.preprocessMs.toFixed(1)} ms`);
       if (theirs) {
-        const e = await theirs.call('preprocess', imgs.jpeg, false);
-        const f = await theirs.call('preprocess', imgs.png, false);
+        const e = await idle(() => theirs.call('preprocess', imgs.jpeg, false));
+        const f = await idle(() => theirs.call('preprocess', imgs.png, false));
         if (keep) {
           push(Th, 'preprocessJpegMs', e.totalMs);
           push(Th, 'preprocessPngMs', f.totalMs);
