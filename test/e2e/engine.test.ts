@@ -347,3 +347,20 @@ test('the vision cache: a known image skips decode, preprocessing and the encode
   assert.ok((await ask(b)).decodeImageMs > 0, 'b was evicted');
   await e.unload();
 });
+
+test('a prefill in chunks answers exactly as one step (both layouts, first turn and follow-up)', async () => {
+  const img = await diagramPng();
+  for (const dir of [llava, ov]) {
+    const answers: number[][][] = [];
+    for (const prefillChunk of [100_000, 7]) {
+      const e = new OnnxEngine({ prefillChunk });
+      await e.load(dir, {}, noProgress, never());
+      const first = await e.ask({ images: [{ bytes: img }], prompt: 'What is shown here, in detail?', options: opts({ maxTokens: 6 }) }, () => undefined, never());
+      assert.ok(first.timings.promptTokens > 3 * 7, `${dir}: the prompt spans several chunks (${first.timings.promptTokens})`);
+      const next = await e.ask({ conversationId: first.conversationId, images: [], prompt: 'And the colours? Say more than before.', options: opts({ maxTokens: 6 }) }, () => undefined, never());
+      answers.push([first.tokenIds, next.tokenIds]);
+      await e.unload();
+    }
+    assert.deepEqual(answers[1], answers[0], `${dir}: chunked prefill changes nothing`);
+  }
+});
