@@ -21,6 +21,7 @@ import { DAEMON_NODE_ARGS, DAEMON_NODE_ENV } from '../../client/src/settings';
 import { DAEMON_ENV, MALLOC_TRIM_THRESHOLD, nodeFlagsOptedOut } from '../../server/src/daemon/nodeFlags';
 import { ExitNotification, ShutdownRequest } from '../../common/protocol';
 import { fakeAnswerWords } from '../fakes/fakeEngine';
+import { watchProcess, type WatchedProcess } from '../fixtures/watchProcess';
 import { BIN, FAKE_ENGINE_MODULE, WS_TEST_TOKEN } from './wsServe';
 
 const T = { timeout: 30_000, skip: process.platform !== 'linux' ? 'reads /proc (Linux)' : false };
@@ -100,47 +101,8 @@ async function gone(pid: number, timeoutMs = 5000): Promise<void> {
   }
 }
 
-interface Started {
-  child: ChildProcess;
-  stderr(): string;
-  waitForLog(re: RegExp): Promise<RegExpExecArray>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** Watches a started process's stderr and exit; SIGKILLs it if the test leaves it running. */
-function watch(child: ChildProcess): Started {
-  let stderr = '';
-  const watchers: Array<() => void> = [];
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (c: string) => {
-    stderr += c;
-    for (const w of [...watchers]) w();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const killOnExit = () => void child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  void exited.then(() => process.off('exit', killOnExit));
-  const waitForLog = (re: RegExp) =>
-    new Promise<RegExpExecArray>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`stderr never matched ${re}:\n${stderr}`)), 15_000);
-      const check = () => {
-        const m = re.exec(stderr);
-        if (!m) return;
-        watchers.splice(watchers.indexOf(check), 1);
-        clearTimeout(timer);
-        resolve(m);
-      };
-      watchers.push(check);
-      void exited.then(() => {
-        if (!watchers.includes(check)) return;
-        watchers.splice(watchers.indexOf(check), 1);
-        clearTimeout(timer);
-        reject(new Error(`exited before stderr matched ${re}:\n${stderr}`));
-      });
-      check();
-    });
-  return { child, stderr: () => stderr, waitForLog, exited };
-}
+type Started = WatchedProcess;
+const watch = (child: ChildProcess): Started => watchProcess(child);
 
 /** `node bin/llava-lens.js <args>` as a user types it: no node flags. */
 function cli(args: string[], env: NodeJS.ProcessEnv, o: { detached?: boolean } = {}): Started {

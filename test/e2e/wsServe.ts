@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { LensClient } from '../../client/src/daemonClient';
 import { DAEMON_NODE_FLAGS, withDaemonEnv } from '../../server/src/daemon/nodeFlags';
+import { watchProcess } from '../fixtures/watchProcess';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'llava-lens.js');
@@ -78,48 +79,15 @@ export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
     env: withDaemonEnv({ ...process.env, LLAVA_LENS_TOKEN: WS_TEST_TOKEN, ...o.env }),
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  let stderr = '';
-  const watchers: Array<() => void> = [];
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (c: string) => {
-    stderr += c;
-    for (const w of [...watchers]) w();
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  // A test that times out (or throws before stopping it) must not leave the daemon running.
-  const killOnExit = () => void child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  void exited.then(() => process.off('exit', killOnExit));
-  const waitForLog = (re: RegExp, timeoutMs = 60_000) =>
-    new Promise<string>((resolve, reject) => {
-      const check = () => {
-        const m = re.exec(stderr);
-        if (m) {
-          watchers.splice(watchers.indexOf(check), 1);
-          clearTimeout(timer);
-          resolve(m[0]);
-        }
-      };
-      const timer = setTimeout(() => {
-        watchers.splice(watchers.indexOf(check), 1);
-        reject(new Error(`daemon log never matched ${re} within ${timeoutMs} ms; log:\n${stderr}`));
-      }, timeoutMs);
-      watchers.push(check);
-      void exited.then(() => {
-        if (watchers.includes(check)) {
-          watchers.splice(watchers.indexOf(check), 1);
-          clearTimeout(timer);
-          reject(new Error(`daemon exited (${child.exitCode ?? child.signalCode}) before its log matched ${re}; log:\n${stderr}`));
-        }
-      });
-      check();
-    });
+  const watched = watchProcess(child, 'daemon');
+  const exited = watched.exited;
+  const waitForLog = async (re: RegExp, timeoutMs = 60_000) => (await watched.waitForLog(re, timeoutMs))[0];
   let url: string;
   try {
     const listening = await waitForLog(/daemon listening on (wss?:\/\/[^\s]+)/);
     url = /daemon listening on (wss?:\/\/[^\s]+)/.exec(listening)![1];
     if (o.model) await waitForLog(/\[info\] loaded .* on \w+|\[error\] could not load .*/);
-    if (/\[error\] could not load/.test(stderr)) throw new Error(`the daemon could not load ${o.model}:\n${stderr}`);
+    if (/\[error\] could not load/.test(watched.stderr())) throw new Error(`the daemon could not load ${o.model}:\n${watched.stderr()}`);
   } catch (e) {
     child.kill('SIGKILL');
     throw e;
@@ -130,7 +98,7 @@ export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
     token: WS_TEST_TOKEN,
     stateDir,
     child,
-    log: () => stderr,
+    log: watched.stderr,
     rssBytes: () => {
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
       return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
@@ -156,7 +124,7 @@ export async function serveWs(o: ServeOptions = {}): Promise<ServedDaemon> {
       if (!timedOut) return;
       child.kill('SIGKILL');
       await exited;
-      throw new Error(`the daemon did not stop within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM (killed); the end of its log:\n${stderr.slice(-2000)}`);
+      throw new Error(`the daemon did not stop within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM (killed); the end of its log:\n${watched.stderr().slice(-2000)}`);
     },
   };
 }

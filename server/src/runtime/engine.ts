@@ -219,6 +219,8 @@ export class OnnxEngine implements Engine {
       onProgress({ percent: 100, message: 'ready' });
       return info;
     } catch (err) {
+      this.tuned = undefined;
+      this.tunedVision = undefined;
       await Promise.all(sessions.map((s) => s.release().catch(() => undefined)));
       throw err;
     }
